@@ -1,0 +1,176 @@
+// Package channels defines the Request envelope that every intake channel produces, the Sink that
+// publishes it durably, and the Channel interface that adapters implement. Implementations live in
+// sub-packages named after what they depend on (channels/jetstream, channels/desk, ...).
+package channels
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Channel names, as used in the subject cau.inbound.<channel>.
+const (
+	ChannelEmailCAU = "email.cau"
+	ChannelEmailCRM = "email.crm"
+	ChannelMemo     = "memo"
+	ChannelFacebook = "facebook"
+	ChannelX        = "x"
+	ChannelDesk     = "desk"
+)
+
+// Request.Channel values: the medium the request arrived by (DESIGN.md, "The Request").
+const (
+	MediumEmail    = "email"
+	MediumMemo     = "memo"
+	MediumFacebook = "facebook"
+	MediumX        = "x"
+	MediumPhone    = "phone"
+	MediumInPerson = "in_person"
+)
+
+// Requester roles of the Script de atención (FO-CAU-01-01).
+const (
+	RoleDocente        = "docente"
+	RoleAdministrativo = "administrativo"
+	RoleAlumno         = "alumno"
+	RoleOtro           = "otro"
+)
+
+// Request is the normalized form of anything that reached the help desk. It is the JSON body of
+// messages on cau.inbound.*. Optional parts are pointers or omitted when empty.
+type Request struct {
+	ID          string       `json:"id"`
+	Channel     string       `json:"channel"`
+	ReceivedAt  time.Time    `json:"received_at"`
+	Source      Source       `json:"source"`
+	Requester   Requester    `json:"requester"`
+	Subject     string       `json:"subject,omitempty"`
+	Text        string       `json:"text"`
+	Signature   string       `json:"signature,omitempty"`
+	Quoted      string       `json:"quoted,omitempty"`
+	Attachments []Attachment `json:"attachments,omitempty"`
+	Original    *Object      `json:"original,omitempty"`
+	Thread      *Thread      `json:"thread,omitempty"`
+	Auto        Auto         `json:"auto"`
+	// Confirm asks for a confirmation message to the requester even on channels where the agent
+	// already spoke to the person (desk intake).
+	Confirm bool `json:"confirm,omitempty"`
+}
+
+// Source says where exactly a request came from; which fields are set depends on the channel.
+type Source struct {
+	Mailbox        string `json:"mailbox,omitempty"`
+	Folder         string `json:"folder,omitempty"`
+	UIDValidity    uint32 `json:"uidvalidity,omitempty"`
+	UID            uint32 `json:"uid,omitempty"`
+	MessageID      string `json:"message_id,omitempty"`
+	File           string `json:"file,omitempty"`
+	PlatformID     string `json:"platform_id,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Agent          string `json:"agent,omitempty"`
+}
+
+// Requester is who asked. Handle is the social-network handle; nil when not applicable.
+type Requester struct {
+	Name      string  `json:"name,omitempty"`
+	Email     string  `json:"email,omitempty"`
+	Phone     string  `json:"phone,omitempty"`
+	Handle    *string `json:"handle"`
+	Unit      string  `json:"unit,omitempty"`
+	Role      string  `json:"role,omitempty"`
+	Extension string  `json:"extension,omitempty"`
+}
+
+// Attachment is a file that came with the request, archived in the object store.
+type Attachment struct {
+	Name        string `json:"name"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	Object      string `json:"object,omitempty"`
+}
+
+// Object references bytes archived in the cau_originals object store.
+type Object struct {
+	Object string `json:"object"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// Thread carries the mail threading headers used to link follow-ups.
+type Thread struct {
+	InReplyTo  string   `json:"in_reply_to,omitempty"`
+	References []string `json:"references,omitempty"`
+	FollowupOf string   `json:"followup_of,omitempty"`
+}
+
+// Auto flags machine-generated input (auto-replies, bounces); such requests get no notification.
+type Auto struct {
+	AutoSubmitted bool `json:"auto_submitted"`
+}
+
+// Limits on what a Request may carry; larger input is rejected, never truncated silently.
+const (
+	MaxTextBytes    = 256 << 10
+	MaxSubjectBytes = 2 << 10
+)
+
+// ErrInvalid is wrapped by every validation error of Validate.
+var ErrInvalid = errors.New("invalid request")
+
+var knownChannels = map[string]bool{
+	MediumEmail: true, MediumMemo: true, MediumFacebook: true, MediumX: true,
+	MediumPhone: true, MediumInPerson: true,
+}
+
+var knownRoles = map[string]bool{
+	"": true, RoleDocente: true, RoleAdministrativo: true, RoleAlumno: true, RoleOtro: true,
+}
+
+// Validate checks the invariants every consumer relies on. Errors wrap ErrInvalid.
+func (r *Request) Validate() error {
+	switch {
+	case r.ID == "":
+		return fmt.Errorf("%w: id is empty", ErrInvalid)
+	case !knownChannels[r.Channel]:
+		return fmt.Errorf("%w: unknown channel %q", ErrInvalid, r.Channel)
+	case r.ReceivedAt.IsZero():
+		return fmt.Errorf("%w: received_at is zero", ErrInvalid)
+	case strings.TrimSpace(r.Text) == "" && strings.TrimSpace(r.Subject) == "" && len(r.Attachments) == 0:
+		return fmt.Errorf("%w: no text, subject or attachment", ErrInvalid)
+	case len(r.Text) > MaxTextBytes:
+		return fmt.Errorf("%w: text is %d bytes, over %d", ErrInvalid, len(r.Text), MaxTextBytes)
+	case len(r.Subject) > MaxSubjectBytes:
+		return fmt.Errorf("%w: subject is %d bytes, over %d", ErrInvalid, len(r.Subject), MaxSubjectBytes)
+	case !knownRoles[r.Requester.Role]:
+		return fmt.Errorf("%w: unknown role %q", ErrInvalid, r.Requester.Role)
+	}
+	if _, err := ulid.ParseStrict(r.ID); err != nil {
+		return fmt.Errorf("%w: id %q is not a ULID: %v", ErrInvalid, r.ID, err)
+	}
+	return nil
+}
+
+// IDs makes monotonic ULIDs; safe for concurrent use.
+type IDs struct {
+	mu      sync.Mutex
+	entropy *ulid.MonotonicEntropy
+}
+
+// NewIDs returns a ULID generator seeded from crypto/rand.
+func NewIDs() *IDs {
+	return &IDs{entropy: ulid.Monotonic(rand.Reader, 0)}
+}
+
+// New returns a new ULID string for time t.
+func (g *IDs) New(t time.Time) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return ulid.MustNew(ulid.Timestamp(t), g.entropy).String()
+}
