@@ -1,0 +1,342 @@
+// Package desk is the phone and in-person channel: agents following the Script de atención
+// (FO-CAU-01-01) capture the unit, the role, the extension and the description of the problem, and
+// submit them with POST /api/v1/requests. Submissions are validated field by field with messages an
+// agent can read, deduplicated by idempotency key, and published through the sink.
+package desk
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/httpjson"
+)
+
+// Units checks a unit against the IPN unit list.
+type Units interface {
+	// Canonical returns the unit's canonical id ("ESCOM") when s names a known unit.
+	Canonical(s string) (string, bool)
+	// Suggest returns up to n close matches for an unknown unit.
+	Suggest(s string, n int) []string
+}
+
+// Idempotency remembers the request created for an idempotency key, across restarts and replicas.
+// It is a JetStream KV bucket in production (cau_requests, keys "idem.desk.<hash>").
+type Idempotency interface {
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+}
+
+// Options configures the desk channel. Zero values are documented defaults.
+type Options struct {
+	// Sink publishes accepted requests (required).
+	Sink channels.Sink
+	// Units validates the unit; nil accepts any unit as written.
+	Units Units
+	// Idempotency stores idempotency keys (required).
+	Idempotency Idempotency
+	// MaxBodyBytes bounds the JSON body; 0 means 1 MiB. Larger bodies get 413.
+	MaxBodyBytes int64
+	// PublishTimeout bounds the wait for JetStream before answering 503; 0 means 10 s.
+	PublishTimeout time.Duration
+	Logger         *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Desk is the phone / in-person intake. Safe for concurrent use.
+type Desk struct {
+	o   Options
+	ids *channels.IDs
+	log *slog.Logger
+}
+
+// New returns the desk channel.
+func New(o Options) (*Desk, error) {
+	if o.Sink == nil {
+		return nil, errors.New("desk: no sink")
+	}
+	if o.Idempotency == nil {
+		return nil, errors.New("desk: no idempotency store")
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.PublishTimeout == 0 {
+		o.PublishTimeout = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Desk{o: o, ids: channels.NewIDs(), log: log}, nil
+}
+
+// Submission is the body of POST /api/v1/requests.
+type Submission struct {
+	Channel        string `json:"channel"`
+	Unit           string `json:"unit"`
+	Role           string `json:"role"`
+	Extension      string `json:"extension"`
+	Name           string `json:"name"`
+	Email          string `json:"email"`
+	Phone          string `json:"phone"`
+	Description    string `json:"description"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Confirm        bool   `json:"confirm"`
+}
+
+// Limits of the desk form.
+const (
+	MaxDescription = 20000
+	maxName        = 200
+	maxKey         = 200
+)
+
+var (
+	extRe   = regexp.MustCompile(`^[0-9]{4,6}$`)
+	phoneRe = regexp.MustCompile(`^\+?[0-9 ()\-.]{8,25}$`)
+)
+
+// FieldErrors maps a field to a Spanish message; Suggestions maps a field to close valid values.
+type FieldErrors struct {
+	Fields      map[string]string
+	Suggestions map[string][]string
+}
+
+func (f *FieldErrors) add(field, msg string) {
+	if f.Fields == nil {
+		f.Fields = map[string]string{}
+	}
+	if _, ok := f.Fields[field]; !ok {
+		f.Fields[field] = msg
+	}
+}
+
+// Validate checks and normalizes a submission (trimming, canonical unit, extension digits). It
+// returns the field errors, empty when the submission is acceptable.
+func (d *Desk) Validate(s *Submission) FieldErrors {
+	var fe FieldErrors
+	trim := func(p *string) { *p = strings.TrimSpace(*p) }
+	for _, p := range []*string{&s.Channel, &s.Unit, &s.Role, &s.Extension, &s.Name, &s.Email, &s.Phone, &s.IdempotencyKey} {
+		trim(p)
+	}
+	s.Description = strings.TrimSpace(strings.ToValidUTF8(s.Description, "\uFFFD"))
+	switch s.Channel {
+	case channels.MediumPhone, channels.MediumInPerson:
+	case "":
+		fe.add("channel", "Indique el medio: phone (teléfono) o in_person (en persona).")
+	default:
+		fe.add("channel", fmt.Sprintf("Medio %q no válido; use phone o in_person.", s.Channel))
+	}
+	switch {
+	case s.Description == "":
+		fe.add("description", "La descripción del problema es obligatoria.")
+	case utf8.RuneCountInString(s.Description) > MaxDescription:
+		fe.add("description", fmt.Sprintf("La descripción excede %d caracteres.", MaxDescription))
+	}
+	switch s.Role {
+	case "", channels.RoleDocente, channels.RoleAdministrativo, channels.RoleAlumno, channels.RoleOtro:
+	default:
+		fe.add("role", "Tipo de usuario no válido; use docente, administrativo, alumno u otro.")
+	}
+	if s.Unit != "" && d.o.Units != nil {
+		if id, ok := d.o.Units.Canonical(s.Unit); ok {
+			s.Unit = id
+		} else {
+			sugg := d.o.Units.Suggest(s.Unit, 3)
+			msg := fmt.Sprintf("Unidad %q desconocida.", s.Unit)
+			if len(sugg) > 0 {
+				msg += " ¿Quiso decir " + strings.Join(sugg, ", ") + "?"
+				if fe.Suggestions == nil {
+					fe.Suggestions = map[string][]string{}
+				}
+				fe.Suggestions["unit"] = sugg
+			}
+			fe.add("unit", msg)
+		}
+	}
+	if s.Extension != "" {
+		ext := strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(s.Extension), "ext."), "ext"))
+		if !extRe.MatchString(ext) {
+			fe.add("extension", "La extensión debe tener de 4 a 6 dígitos, por ejemplo 52034.")
+		} else {
+			s.Extension = ext
+		}
+	}
+	if s.Email != "" {
+		a, err := mail.ParseAddress(s.Email)
+		if err != nil || a.Address != s.Email {
+			fe.add("email", "Correo electrónico no válido; escríbalo como usuario@ipn.mx.")
+		}
+	}
+	if s.Phone != "" && !phoneRe.MatchString(s.Phone) {
+		fe.add("phone", "Teléfono no válido; use de 8 a 15 dígitos, por ejemplo 55 5729 6000.")
+	}
+	if utf8.RuneCountInString(s.Name) > maxName {
+		fe.add("name", fmt.Sprintf("El nombre excede %d caracteres.", maxName))
+	}
+	if len(s.IdempotencyKey) > maxKey || strings.IndexFunc(s.IdempotencyKey, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		fe.add("idempotency_key", fmt.Sprintf("La clave de idempotencia debe ser texto imprimible de hasta %d caracteres.", maxKey))
+	}
+	return fe
+}
+
+// Result says what Submit did.
+type Result struct {
+	ID string
+	// Repeated is true when the idempotency key had been seen: no new request was created.
+	Repeated bool
+}
+
+// Errors of Submit.
+var (
+	ErrKeyReused = errors.New("idempotency key reused with a different submission")
+)
+
+type idemRecord struct {
+	Request   channels.Request `json:"request"`
+	Hash      string           `json:"hash"`
+	Published bool             `json:"published"`
+}
+
+// Submit turns a validated submission into a request and publishes it, returning once JetStream
+// acknowledged it. With an idempotency key a repeated submission returns the first request's id.
+func (d *Desk) Submit(ctx context.Context, s Submission, raw []byte) (Result, error) {
+	now := d.o.Now().UTC()
+	req := &channels.Request{
+		ID:         d.ids.New(now),
+		Channel:    s.Channel,
+		ReceivedAt: now,
+		Source:     channels.Source{IdempotencyKey: s.IdempotencyKey},
+		Requester: channels.Requester{
+			Name: s.Name, Email: s.Email, Phone: s.Phone, Unit: s.Unit, Role: s.Role, Extension: s.Extension,
+		},
+		Text:    s.Description,
+		Confirm: s.Confirm,
+	}
+	msgID := "desk:" + req.ID
+	var idemKey string
+	if s.IdempotencyKey != "" {
+		sum := sha256.Sum256([]byte(s.IdempotencyKey))
+		h := hex.EncodeToString(sum[:16])
+		msgID = "desk:key:" + h
+		{
+			idemKey = "idem.desk." + h
+			fp := fingerprint(s)
+			rec := idemRecord{Request: *req, Hash: fp}
+			b, _ := json.Marshal(rec)
+			if _, err := d.o.Idempotency.Create(ctx, idemKey, b); err != nil {
+				if !errors.Is(err, jetstream.ErrKeyExists) {
+					return Result{}, fmt.Errorf("idempotency key: %w", err)
+				}
+				e, err := d.o.Idempotency.Get(ctx, idemKey)
+				if err != nil {
+					return Result{}, fmt.Errorf("idempotency key: %w", err)
+				}
+				var prev idemRecord
+				if err := json.Unmarshal(e.Value(), &prev); err != nil {
+					return Result{}, fmt.Errorf("idempotency key: decode: %w", err)
+				}
+				if prev.Hash != fp {
+					return Result{}, ErrKeyReused
+				}
+				if prev.Published {
+					return Result{ID: prev.Request.ID, Repeated: true}, nil
+				}
+				// The first attempt stopped before JetStream's ack: publish the same request with
+				// the same Nats-Msg-Id, which JetStream drops if it did land.
+				req = &prev.Request
+			}
+		}
+	}
+	rec, err := d.o.Sink.Publish(ctx, channels.Submission{
+		Request:      req,
+		Subject:      channels.ChannelDesk,
+		MsgID:        msgID,
+		Source:       "desk://" + req.Channel,
+		Original:     raw,
+		OriginalType: "application/json",
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if idemKey != "" {
+		b, _ := json.Marshal(idemRecord{Request: *req, Hash: fingerprint(s), Published: true})
+		if _, err := d.o.Idempotency.Put(ctx, idemKey, b); err != nil {
+			// Harmless: a retry republishes with the same Nats-Msg-Id inside the duplicate window.
+			d.log.Warn("idempotency record", "err", err)
+		}
+	}
+	return Result{ID: req.ID, Repeated: rec.Duplicate}, nil
+}
+
+// fingerprint identifies what a submission asks, to detect a key reused for something else.
+func fingerprint(s Submission) string {
+	s.IdempotencyKey = ""
+	b, _ := json.Marshal(s)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// ServeHTTP handles POST /api/v1/requests.
+func (d *Desk) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, err := httpjson.ReadBody(w, r, d.o.MaxBodyBytes)
+	if errors.Is(err, httpjson.ErrTooLarge) {
+		httpjson.Fail(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
+	if err != nil {
+		httpjson.Fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var s Submission
+	if err := httpjson.DecodeBytes(raw, &s, false); err != nil {
+		httpjson.Fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if fe := d.Validate(&s); len(fe.Fields) > 0 {
+		httpjson.Write(w, http.StatusBadRequest, httpjson.Error{
+			Error: "La solicitud tiene datos inválidos; revise los campos marcados.", Fields: fe.Fields, Suggestions: fe.Suggestions,
+		})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d.o.PublishTimeout)
+	defer cancel()
+	res, err := d.Submit(ctx, s, raw)
+	switch {
+	case errors.Is(err, ErrKeyReused):
+		httpjson.Write(w, http.StatusConflict, httpjson.Error{
+			Error:  "La clave de idempotencia ya se usó con otros datos.",
+			Fields: map[string]string{"idempotency_key": "Use una clave nueva para una solicitud distinta."},
+		})
+	case errors.Is(err, channels.ErrInvalid):
+		httpjson.Fail(w, http.StatusBadRequest, err.Error())
+	case err != nil:
+		d.log.Error("desk submit", "err", err)
+		w.Header().Set("Retry-After", "5")
+		httpjson.Fail(w, http.StatusServiceUnavailable, "No se pudo registrar la solicitud en este momento; reintente con la misma clave de idempotencia.")
+	case res.Repeated:
+		httpjson.Write(w, http.StatusOK, map[string]string{"id": res.ID})
+	default:
+		httpjson.Write(w, http.StatusCreated, map[string]string{"id": res.ID})
+	}
+}

@@ -1,0 +1,52 @@
+// Package natstest starts a real nats-server with JetStream for tests: in-process, file store under
+// t.TempDir(), the full caud topology created.
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels/natsjs"
+)
+
+// Env is a running server, a connection and the topology.
+type Env struct {
+	Server *server.Server
+	Conn   *nats.Conn
+	*natsjs.Handles
+}
+
+// Start runs an embedded JetStream server and creates the topology; everything stops at cleanup.
+func Start(t testing.TB, topo natsjs.Topology) *Env {
+	t.Helper()
+	ns, err := natsjs.StartEmbedded(natsjs.EmbeddedOptions{StoreDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := natsjs.Connect(ctx, natsjs.ConnectOptions{Server: ns}, nil)
+	if err != nil {
+		ns.Shutdown()
+		t.Fatalf("connect nats: %v", err)
+	}
+	t.Cleanup(func() {
+		nc.Close()
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	h, err := natsjs.EnsureTopology(ctx, js, topo)
+	if err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	return &Env{Server: ns, Conn: nc, Handles: h}
+}

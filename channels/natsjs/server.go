@@ -1,0 +1,198 @@
+// Package natsjs connects caud to NATS JetStream: it runs the embedded server, dials an external
+// cluster, creates the topology of DESIGN.md and implements channels.Sink on top of it.
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// EmbeddedOptions configures the in-process nats-server. Zero values are documented defaults.
+type EmbeddedOptions struct {
+	// Listen is the client address ("127.0.0.1:4222") so the standard nats CLI can look in;
+	// "" keeps the server in-process only (no TCP port).
+	Listen string
+	// StoreDir is where JetStream keeps its file store (required).
+	StoreDir string
+	// MaxMemory and MaxStore bound JetStream; 0 means 256 MiB and 10 GiB.
+	MaxMemory int64
+	MaxStore  int64
+	// ReadyTimeout bounds the wait for the server to accept connections; 0 means 10 s.
+	ReadyTimeout time.Duration
+}
+
+// StartEmbedded starts a nats-server with JetStream in this process. It never installs signal
+// handlers (NoSigs), so it cannot exit the process. Stop it with Shutdown and WaitForShutdown.
+func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("embedded nats: store dir is empty")
+	}
+	if o.MaxMemory == 0 {
+		o.MaxMemory = 256 << 20
+	}
+	if o.MaxStore == 0 {
+		o.MaxStore = 10 << 30
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 10 * time.Second
+	}
+	opts := &server.Options{
+		ServerName:         "caud-embedded",
+		JetStream:          true,
+		StoreDir:           o.StoreDir,
+		JetStreamMaxMemory: o.MaxMemory,
+		JetStreamMaxStore:  o.MaxStore,
+		NoSigs:             true,
+		NoLog:              true,
+		MaxPayload:         8 << 20,
+	}
+	if o.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: listen %q: %w", o.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: listen port %q: %w", port, err)
+		}
+		opts.Host, opts.Port = host, p
+		if p == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(o.ReadyTimeout) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded nats: not ready within %s (is %s in use?)", o.ReadyTimeout, o.Listen)
+	}
+	if log != nil {
+		if o.Listen != "" {
+			log.Info("embedded nats started", "client_url", ns.ClientURL(), "store_dir", o.StoreDir)
+		} else {
+			log.Info("embedded nats started in-process only", "store_dir", o.StoreDir)
+		}
+	}
+	return ns, nil
+}
+
+// ConnectOptions configures the client connection. Zero values are documented defaults.
+type ConnectOptions struct {
+	// URLs of an external server or cluster; ignored when Server is set.
+	URLs []string
+	// Server is an embedded server to connect to in-process (no TCP).
+	Server *server.Server
+	// Name is the client name shown in server monitoring; "" means "caud".
+	Name string
+	// Auth for an external server; at most one of CredsFile, User/Password, Token.
+	CredsFile, User, Password, Token string
+	// TLS files for an external server; CAFile alone enables TLS with that root.
+	CAFile, CertFile, KeyFile string
+	// Timeout bounds the first connection attempt; 0 means 5 s.
+	Timeout time.Duration
+	// OnStateChange is called with "connected", "disconnected", "reconnected" or "closed".
+	OnStateChange func(state string, err error)
+}
+
+// Connect dials NATS and keeps reconnecting forever: a lost connection is logged and retried, never
+// given up silently. For an external server the first attempt is retried too until ctx ends.
+func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Conn, error) {
+	if o.Name == "" {
+		o.Name = "caud"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	notify := func(state string, err error) {
+		if o.OnStateChange != nil {
+			o.OnStateChange(state, err)
+		}
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.Timeout(o.Timeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", "err", err)
+			notify("disconnected", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			notify("reconnected", nil)
+		}),
+		nats.ClosedHandler(func(_ *nats.Conn) { notify("closed", nil) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	url := ""
+	if o.Server != nil {
+		opts = append(opts, nats.InProcessServer(o.Server))
+	} else {
+		if len(o.URLs) == 0 {
+			return nil, errors.New("connect nats: no url")
+		}
+		for i, u := range o.URLs {
+			if i > 0 {
+				url += ","
+			}
+			url += u
+		}
+		switch {
+		case o.CredsFile != "":
+			opts = append(opts, nats.UserCredentials(o.CredsFile))
+		case o.User != "":
+			opts = append(opts, nats.UserInfo(o.User, o.Password))
+		case o.Token != "":
+			opts = append(opts, nats.Token(o.Token))
+		}
+		if o.CAFile != "" {
+			opts = append(opts, nats.RootCAs(o.CAFile))
+		}
+		if o.CertFile != "" {
+			opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+		}
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+			notify("connected", nil)
+			return nc, nil
+		}
+		if o.Server != nil {
+			return nil, fmt.Errorf("connect embedded nats: %w", err)
+		}
+		log.Warn("nats connect failed, retrying", "url", url, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect nats %s: %w (last error: %v)", url, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}

@@ -1,0 +1,226 @@
+package natsjs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ipn-cgsi/caud/channels"
+)
+
+// CloudEvents types of caud's messages.
+const (
+	TypeRequest = "mx.ipn.cau.request.v1"
+	TypeTriaged = "mx.ipn.cau.triaged.v1"
+)
+
+// SinkOptions configures a Sink. Zero values are documented defaults.
+type SinkOptions struct {
+	// AttemptTimeout bounds one publish attempt; 0 means 5 s. Publish retries until its ctx ends.
+	AttemptTimeout time.Duration
+	// MaxBackoff caps the wait between attempts; 0 means 5 s.
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Sink implements channels.Sink on JetStream. Safe for concurrent use.
+type Sink struct {
+	h    *Handles
+	opts SinkOptions
+	log  *slog.Logger
+	m    *SinkMetrics
+}
+
+// SinkMetrics are the sink's per-channel counters and latency.
+type SinkMetrics struct {
+	Received, Published, Duplicates, Failed *prometheus.CounterVec
+	Latency                                 *prometheus.HistogramVec
+}
+
+// Metrics exposes the sink's collectors (for tests and load tools).
+func (s *Sink) Metrics() *SinkMetrics { return s.m }
+
+// NewSink returns a Sink over the topology h.
+func NewSink(h *Handles, o SinkOptions) *Sink {
+	if o.AttemptTimeout == 0 {
+		o.AttemptTimeout = 5 * time.Second
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &SinkMetrics{
+		Received:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_received_total", Help: "Requests handed to the sink, per channel."}, []string{"channel"}),
+		Published:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_published_total", Help: "Requests JetStream acknowledged, per channel (duplicates included)."}, []string{"channel"}),
+		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_duplicates_total", Help: "Publishes JetStream recognised as duplicates by Nats-Msg-Id, per channel."}, []string{"channel"}),
+		Failed:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_failed_total", Help: "Requests that could not be published, per channel."}, []string{"channel"}),
+		Latency:    prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "caud_publish_seconds", Help: "Time from Publish to the JetStream ack, per channel.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}, []string{"channel"}),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(m.Received, m.Published, m.Duplicates, m.Failed, m.Latency)
+	}
+	return &Sink{h: h, opts: o, log: log, m: m}
+}
+
+// ErrPermanent wraps publish errors that retrying cannot fix (invalid request, oversized message).
+var ErrPermanent = errors.New("permanent publish error")
+
+// Publish archives the original, publishes the request with its Nats-Msg-Id and CloudEvents headers,
+// and returns once JetStream acknowledged it. Transient failures are retried with backoff until ctx
+// ends; invalid requests fail at once with an error wrapping channels.ErrInvalid.
+func (s *Sink) Publish(ctx context.Context, sub channels.Submission) (channels.Receipt, error) {
+	start := time.Now()
+	s.m.Received.WithLabelValues(sub.Subject).Inc()
+	rec, err := s.publish(ctx, sub)
+	if err != nil {
+		s.m.Failed.WithLabelValues(sub.Subject).Inc()
+		return rec, err
+	}
+	s.m.Published.WithLabelValues(sub.Subject).Inc()
+	if rec.Duplicate {
+		s.m.Duplicates.WithLabelValues(sub.Subject).Inc()
+	}
+	s.m.Latency.WithLabelValues(sub.Subject).Observe(time.Since(start).Seconds())
+	return rec, nil
+}
+
+func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.Receipt, error) {
+	req := sub.Request
+	if req == nil {
+		return channels.Receipt{}, fmt.Errorf("publish: %w: nil request", channels.ErrInvalid)
+	}
+	if sub.Subject == "" || strings.ContainsAny(sub.Subject, " *>") {
+		return channels.Receipt{}, fmt.Errorf("publish: %w: bad subject token %q", channels.ErrInvalid, sub.Subject)
+	}
+	if sub.MsgID == "" {
+		return channels.Receipt{}, fmt.Errorf("publish: %w: empty Nats-Msg-Id", channels.ErrInvalid)
+	}
+	if err := req.Validate(); err != nil {
+		return channels.Receipt{}, fmt.Errorf("publish: %w", err)
+	}
+	if sub.Original != nil {
+		typ := sub.OriginalType
+		if typ == "" {
+			typ = "application/octet-stream"
+		}
+		obj, err := retry(ctx, s, func(actx context.Context) (*channels.Object, error) {
+			return s.Archive(actx, sub.Subject, typ, bytes.NewReader(sub.Original))
+		})
+		if err != nil {
+			return channels.Receipt{}, fmt.Errorf("archive original: %w", err)
+		}
+		req.Original = obj
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return channels.Receipt{}, fmt.Errorf("publish: %w: encode: %v", ErrPermanent, err)
+	}
+	msg := nats.NewMsg(SubjectInboundPrefix + sub.Subject)
+	msg.Data = body
+	SetCloudEvent(msg.Header, req.ID, sub.Source, TypeRequest, req.ReceivedAt)
+	msg.Header.Set(jetstream.MsgIDHeader, sub.MsgID)
+	ack, err := retry(ctx, s, func(actx context.Context) (*jetstream.PubAck, error) {
+		return s.h.JS.PublishMsg(actx, msg)
+	})
+	if err != nil {
+		return channels.Receipt{}, fmt.Errorf("publish %s: %w", msg.Subject, err)
+	}
+	if !ack.Duplicate {
+		// Best effort and pipelined: the request is durable already; the index entry only lets
+		// GET /api/v1/requests/{id} answer "received" before triage. It never overwrites a later state.
+		if _, err := s.h.JS.PublishMsgAsync(StateMsg(req.ID, RequestState{State: StateReceived, InboundSeq: ack.Sequence}, true)); err != nil {
+			s.log.Warn("index received state", "id", req.ID, "err", err)
+		}
+	}
+	return channels.Receipt{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// SetCloudEvent sets the CloudEvents NATS binding headers (binary mode).
+func SetCloudEvent(h nats.Header, id, source, typ string, t time.Time) {
+	h.Set("ce-specversion", "1.0")
+	h.Set("ce-id", id)
+	h.Set("ce-source", source)
+	h.Set("ce-type", typ)
+	h.Set("ce-time", t.UTC().Format(time.RFC3339Nano))
+	h.Set("content-type", "application/json")
+}
+
+// Archive stores r under "<prefix>/<sha256>" in cau_originals, skipping the write when the same
+// content is already there.
+func (s *Sink) Archive(ctx context.Context, prefix, contentType string, r io.Reader) (*channels.Object, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("archive: read: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	hexSum := hex.EncodeToString(sum[:])
+	name := prefix + "/" + hexSum
+	ref := &channels.Object{Object: name, SHA256: hexSum, Size: int64(len(data))}
+	if info, err := s.h.Originals.GetInfo(ctx, name); err == nil && info.Size == uint64(len(data)) {
+		return ref, nil
+	}
+	_, err = s.h.Originals.Put(ctx, jetstream.ObjectMeta{
+		Name:    name,
+		Headers: nats.Header{"Content-Type": []string{contentType}},
+	}, bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("archive %s: %w", name, err)
+	}
+	return ref, nil
+}
+
+// retry runs fn with a per-attempt timeout until it succeeds, fails permanently, or ctx ends.
+func retry[T any](ctx context.Context, s *Sink, fn func(context.Context) (T, error)) (T, error) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
+		v, err := fn(actx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		if isPermanent(err) {
+			return v, fmt.Errorf("%w: %v", ErrPermanent, err)
+		}
+		if ctx.Err() != nil {
+			return v, fmt.Errorf("%w: %v (after %d attempts)", channels.ErrNotReady, err, attempt)
+		}
+		s.log.Warn("publish attempt failed, retrying", "attempt", attempt, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%w: %v (after %d attempts)", channels.ErrNotReady, err, attempt)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, s.opts.MaxBackoff)
+	}
+}
+
+func isPermanent(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrConnectionClosed) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeBadRequest:
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,185 @@
+package natsjs_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
+)
+
+func newRequest(ids *channels.IDs, text string) *channels.Request {
+	now := time.Now().UTC()
+	return &channels.Request{ID: ids.New(now), Channel: channels.MediumPhone, ReceivedAt: now, Text: text}
+}
+
+func TestSinkPublishesWithHeadersOriginalAndIndex(t *testing.T) {
+	env := natstest.Start(t, natsjs.Topology{})
+	reg := prometheus.NewRegistry()
+	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{Registerer: reg})
+	ctx := context.Background()
+	ids := channels.NewIDs()
+	req := newRequest(ids, "no puedo entrar a mi correo institucional")
+	raw := []byte(`{"description":"no puedo entrar a mi correo institucional"}`)
+	rec, err := sink.Publish(ctx, channels.Submission{Request: req, Subject: "desk", MsgID: "desk:k1", Source: "desk://phone", Original: raw, OriginalType: "application/json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Duplicate || rec.Stream != natsjs.StreamInbound || rec.Sequence != 1 {
+		t.Fatalf("receipt = %+v", rec)
+	}
+	m, err := env.Inbound.GetMsg(ctx, rec.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != "cau.inbound.desk" {
+		t.Errorf("subject = %q", m.Subject)
+	}
+	for k, want := range map[string]string{
+		"ce-specversion": "1.0", "ce-id": req.ID, "ce-source": "desk://phone", "ce-type": natsjs.TypeRequest,
+		"content-type": "application/json", jetstream.MsgIDHeader: "desk:k1",
+	} {
+		if got := m.Header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m.Header.Get("ce-time")); err != nil {
+		t.Errorf("ce-time: %v", err)
+	}
+	var got channels.Request
+	if err := json.Unmarshal(m.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Original == nil || got.Original.Size != int64(len(raw)) || !strings.HasPrefix(got.Original.Object, "desk/") {
+		t.Fatalf("original = %+v", got.Original)
+	}
+	stored, err := env.Originals.GetBytes(ctx, got.Original.Object)
+	if err != nil || string(stored) != string(raw) {
+		t.Fatalf("archived original = %q, %v", stored, err)
+	}
+	// The index says "received" until triage.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _, err := natsjs.GetState(ctx, env.Requests, req.ID)
+		if err == nil {
+			if st.State != natsjs.StateReceived || st.InboundSeq != 1 {
+				t.Fatalf("state = %+v", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no index entry: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := testutil.ToFloat64(sink.Metrics().Published.WithLabelValues("desk")); v != 1 {
+		t.Errorf("published metric = %v", v)
+	}
+}
+
+func TestSinkSameMsgIDIsOneMessage(t *testing.T) {
+	env := natstest.Start(t, natsjs.Topology{})
+	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{})
+	ctx := context.Background()
+	ids := channels.NewIDs()
+	first, err := sink.Publish(ctx, channels.Submission{Request: newRequest(ids, "a"), Subject: "desk", MsgID: "same"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := sink.Publish(ctx, channels.Submission{Request: newRequest(ids, "a"), Subject: "desk", MsgID: "same"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.Duplicate || second.Sequence != first.Sequence {
+		t.Fatalf("second = %+v, first = %+v", second, first)
+	}
+	info, err := env.Inbound.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+}
+
+func TestSinkRejectsInvalidAtOnce(t *testing.T) {
+	env := natstest.Start(t, natsjs.Topology{})
+	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{})
+	ids := channels.NewIDs()
+	cases := map[string]channels.Submission{
+		"no msg id":   {Request: newRequest(ids, "x"), Subject: "desk"},
+		"bad subject": {Request: newRequest(ids, "x"), Subject: "desk.>", MsgID: "m"},
+		"empty text":  {Request: newRequest(ids, " "), Subject: "desk", MsgID: "m2"},
+		"nil request": {Subject: "desk", MsgID: "m3"},
+	}
+	for name, sub := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := sink.Publish(context.Background(), sub)
+			if !errors.Is(err, channels.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestSinkWaitsForJetStreamThenGivesUpWithContext(t *testing.T) {
+	env := natstest.Start(t, natsjs.Topology{})
+	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{AttemptTimeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	// Take the stream away: publishes now have no responder; the sink retries until its deadline
+	// and reports it, never success.
+	if err := env.JS.DeleteStream(ctx, natsjs.StreamInbound); err != nil {
+		t.Fatal(err)
+	}
+	ids := channels.NewIDs()
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := sink.Publish(pctx, channels.Submission{Request: newRequest(ids, "x"), Subject: "desk", MsgID: "m"})
+	if !errors.Is(err, channels.ErrNotReady) {
+		t.Fatalf("err = %v, want ErrNotReady", err)
+	}
+	// The stream comes back while a publish is retrying: it succeeds.
+	done := make(chan error, 1)
+	go func() {
+		_, err := sink.Publish(ctx, channels.Submission{Request: newRequest(ids, "y"), Subject: "desk", MsgID: "m2"})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := natsjs.EnsureTopology(ctx, env.JS, natsjs.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("publish after recovery: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("publish did not recover")
+	}
+}
+
+func TestEnsureTopologyIsIdempotent(t *testing.T) {
+	env := natstest.Start(t, natsjs.Topology{})
+	ctx := context.Background()
+	for range 2 {
+		if _, err := natsjs.EnsureTopology(ctx, env.JS, natsjs.Topology{Retention: 48 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := env.Inbound.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.MaxAge != 48*time.Hour || info.Config.Duplicates != 10*time.Minute || info.Config.Storage != jetstream.FileStorage {
+		t.Fatalf("config = %+v", info.Config)
+	}
+}

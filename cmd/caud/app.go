@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ipn-cgsi/caud/channels/desk"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/config"
+	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/queue"
+	"github.com/ipn-cgsi/caud/triage/worker"
+)
+
+// App is one caud process: NATS (embedded or external), the roles the configuration selects, and the
+// HTTP listener. Tests drive it with Start and Stop.
+type App struct {
+	cfg *config.Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	ns      *server.Server
+	nc      *nats.Conn
+	h       *natsjs.Handles
+	sink    *natsjs.Sink
+	catalog *triage.Store
+	queues  *queue.Queues
+	desk    *desk.Desk
+	worker  *worker.Worker
+
+	ln      net.Listener
+	httpSrv *http.Server
+
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+
+	mu       sync.Mutex
+	natsDown time.Time // when the connection was lost; zero while connected
+	reloads  prometheus.Counter
+}
+
+// NewApp wires nothing yet; Start does.
+func NewApp(cfg *config.Config, log *slog.Logger) *App {
+	return &App{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+}
+
+// Addr is the HTTP listener's address once started (useful with listen port 0).
+func (a *App) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Start brings caud up: NATS, topology, catalog, the selected roles, then HTTP. On error the caller
+// must still call Stop to release what was started.
+func (a *App) Start(ctx context.Context) error {
+	cfg := a.cfg
+	if err := a.checkListen(); err != nil {
+		return err
+	}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+
+	conn := natsjs.ConnectOptions{
+		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password,
+		Token: cfg.NATS.Token, CAFile: cfg.NATS.TLS.CAFile, CertFile: cfg.NATS.TLS.CertFile, KeyFile: cfg.NATS.TLS.KeyFile,
+		Timeout: cfg.NATS.ConnectTimeout, OnStateChange: a.natsState,
+	}
+	if cfg.NATS.IsEmbedded() {
+		ns, err := natsjs.StartEmbedded(natsjs.EmbeddedOptions{
+			Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir,
+			MaxMemory: cfg.NATS.Embedded.MaxMemory, MaxStore: cfg.NATS.Embedded.MaxStore,
+		}, a.log)
+		if err != nil {
+			return err
+		}
+		a.ns = ns
+		conn.Server = ns
+	}
+	nc, err := natsjs.Connect(ctx, conn, a.log)
+	if err != nil {
+		return err
+	}
+	a.nc = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
+	a.h, err = natsjs.EnsureTopology(tctx, js, natsjs.Topology{
+		Replicas: cfg.NATS.Replicas, DedupWindow: cfg.NATS.DedupWindow, Retention: cfg.NATS.Retention,
+		LeaseRetention: 2 * cfg.Queues.MaxLease,
+	})
+	tcancel()
+	if err != nil {
+		return err
+	}
+
+	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
+	a.reg.MustRegister(a.reloads)
+	a.catalog, err = triage.NewStore(cfg.Triage.Catalog, a.log, func(error) { a.reloads.Inc() })
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	a.log.Info("catalog loaded", "version", a.catalog.Engine().Catalog().Version(), "file", cfg.Triage.Catalog)
+	if cfg.Triage.Catalog != "" {
+		a.goBG(func() { _ = a.catalog.Watch(runCtx) })
+	}
+
+	mux := http.NewServeMux()
+	auth := a.auth()
+	if cfg.HasRole(config.RoleIntake) {
+		a.sink = natsjs.NewSink(a.h, natsjs.SinkOptions{Logger: a.log, Registerer: a.reg})
+		units, err := config.LoadUnits(cfg.Units.File)
+		if err != nil {
+			return fmt.Errorf("units: %w", err)
+		}
+		a.desk, err = desk.New(desk.Options{
+			Sink: a.sink, Units: unitDirectory{units}, Idempotency: a.h.Requests,
+			MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Logger: a.log.With("channel", "desk"),
+		})
+		if err != nil {
+			return err
+		}
+		mux.Handle("POST /api/v1/requests", auth(a.desk))
+	}
+	if cfg.HasRole(config.RoleTriage) {
+		a.worker, err = worker.New(ctx, a.h, worker.Options{
+			Decide:     func(in triage.Input) triage.Triage { return a.catalog.Engine().Decide(in) },
+			MaxDeliver: cfg.Triage.MaxDeliver, AckWait: cfg.Triage.AckWait, Workers: cfg.Triage.Workers,
+			Batch: cfg.Triage.Batch, Logger: a.log.With("stage", "triage"), Registerer: a.reg,
+		})
+		if err != nil {
+			return err
+		}
+		a.goBG(func() { _ = a.worker.Run(runCtx) })
+	}
+	if cfg.HasRole(config.RoleQueues) {
+		a.queues, err = queue.New(ctx, a.h, nc, queue.Options{
+			Lease: cfg.Queues.Lease, MaxLease: cfg.Queues.MaxLease, Logger: a.log.With("stage", "queues"), Registerer: a.reg,
+			Catalog: func() queue.Catalog { return a.catalog.Engine().Catalog() },
+		})
+		if err != nil {
+			return err
+		}
+		a.queues.Register(mux, auth)
+	}
+	a.registerOps(mux)
+
+	a.httpSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	a.ln = ln
+	a.goBG(func() {
+		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server", "err", err)
+		}
+	})
+	a.log.Info("caud ready", "http", "http://"+ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir)
+	if cfg.HTTP.Token == "" {
+		a.log.Warn("no API token configured (http.token_file): the API answers on loopback only")
+	}
+	if len(cfg.IMAP.Mailboxes) == 0 {
+		a.log.Info("no mailbox configured: add imap.mailboxes to the configuration file to ingest crm@ and cau@ (see config/caud.example.yaml)")
+	}
+	return nil
+}
+
+func (a *App) goBG(f func()) {
+	a.bg.Add(1)
+	go func() { defer a.bg.Done(); f() }()
+}
+
+// checkListen refuses an API reachable from the network without a token.
+func (a *App) checkListen() error {
+	if a.cfg.HTTP.Token != "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(a.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("http.listen %q is not a loopback address and no API token is configured: set http.token_file, or listen on 127.0.0.1", a.cfg.HTTP.Listen)
+	}
+	return nil
+}
+
+func (a *App) natsState(state string, _ error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch state {
+	case "disconnected", "closed":
+		if a.natsDown.IsZero() {
+			a.natsDown = time.Now()
+		}
+	default:
+		a.natsDown = time.Time{}
+	}
+}
+
+// Stop shuts caud down in reverse order within ctx: stop HTTP intake, drain the triage worker, wait
+// for pending publishes, drain the NATS connection, then stop the embedded server. It is idempotent.
+func (a *App) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() { a.stopErr = a.stop(ctx) })
+	return a.stopErr
+}
+
+func (a *App) stop(ctx context.Context) error {
+	var errs []error
+	if a.httpSrv != nil {
+		if err := a.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			_ = a.httpSrv.Close()
+		}
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	done := make(chan struct{})
+	go func() { a.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("background tasks did not finish in time"))
+	}
+	if a.h != nil {
+		select {
+		case <-a.h.JS.PublishAsyncComplete():
+		case <-ctx.Done():
+			errs = append(errs, errors.New("pending publishes did not complete in time"))
+		}
+	}
+	if a.nc != nil {
+		closed := make(chan struct{})
+		a.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := a.nc.Drain(); err != nil {
+			a.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				a.nc.Close()
+			}
+		}
+	}
+	if a.ns != nil {
+		a.ns.Shutdown()
+		waited := make(chan struct{})
+		go func() { a.ns.WaitForShutdown(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			errs = append(errs, errors.New("embedded nats did not shut down in time"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unitDirectory adapts the IPN unit list to the desk channel.
+type unitDirectory struct{ u *config.Units }
+
+func (d unitDirectory) Canonical(s string) (string, bool) {
+	u, ok := d.u.Match(s)
+	return u.ID, ok
+}
+
+func (d unitDirectory) Suggest(s string, n int) []string {
+	var out []string
+	for _, u := range d.u.Suggest(s, n) {
+		out = append(out, u.ID)
+	}
+	return out
+}

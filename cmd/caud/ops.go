@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ipn-cgsi/caud/channels/httpjson"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
+)
+
+// auth returns the middleware of the /api/ endpoints: a bearer token when one is configured, else
+// loopback clients only.
+func (a *App) auth() func(http.Handler) http.Handler {
+	token := []byte(a.cfg.HTTP.Token)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if len(token) == 0 {
+				host, _, _ := net.SplitHostPort(r.RemoteAddr)
+				if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+					httpjson.Fail(w, http.StatusForbidden, "la API solo acepta conexiones locales mientras no haya un token configurado")
+					return
+				}
+				next.ServeHTTP(w, r)
+				return
+			}
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), token) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="caud"`)
+				httpjson.Fail(w, http.StatusUnauthorized, "falta el token de acceso o no es válido")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Check is one readiness check.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+	Since  string `json:"since,omitempty"`
+}
+
+func (a *App) registerOps(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		checks := a.readiness(ctx)
+		ready := true
+		for _, c := range checks {
+			ready = ready && c.OK
+		}
+		status := http.StatusOK
+		if !ready {
+			status = http.StatusServiceUnavailable
+		}
+		httpjson.Write(w, status, map[string]any{"ready": ready, "checks": checks})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+}
+
+func (a *App) readiness(ctx context.Context) []Check {
+	var checks []Check
+	nc := Check{Name: "nats", OK: a.nc != nil && a.nc.Status() == nats.CONNECTED}
+	if a.nc != nil {
+		nc.Detail = strings.ToLower(a.nc.Status().String())
+		if u := a.nc.ConnectedUrlRedacted(); u != "" {
+			nc.Detail += " " + u
+		}
+	}
+	a.mu.Lock()
+	if !a.natsDown.IsZero() {
+		nc.Since = a.natsDown.UTC().Format(time.RFC3339)
+	}
+	a.mu.Unlock()
+	checks = append(checks, nc)
+	for _, name := range []string{natsjs.StreamInbound, natsjs.StreamTriaged, natsjs.StreamDLQ} {
+		c := Check{Name: "stream " + name, OK: true}
+		if a.h == nil {
+			c.OK, c.Detail = false, "not created"
+		} else if _, err := a.h.JS.Stream(ctx, name); err != nil {
+			c.OK, c.Detail = false, err.Error()
+		}
+		checks = append(checks, c)
+	}
+	cat := Check{Name: "catalog", OK: a.catalog != nil}
+	if a.catalog != nil {
+		cat.Detail = a.catalog.Engine().Catalog().Version()
+	}
+	checks = append(checks, cat)
+	return checks
+}
