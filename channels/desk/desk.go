@@ -34,22 +34,15 @@ type Units interface {
 	Suggest(s string, n int) []string
 }
 
-// Idempotency remembers the request created for an idempotency key, across restarts and replicas.
-// It is a JetStream KV bucket in production (cau_requests, keys "idem.desk.<hash>").
-type Idempotency interface {
-	Create(ctx context.Context, key string, value []byte) (uint64, error)
-	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
-	Put(ctx context.Context, key string, value []byte) (uint64, error)
-}
-
 // Options configures the desk channel. Zero values are documented defaults.
 type Options struct {
 	// Sink publishes accepted requests (required).
 	Sink channels.Sink
 	// Units validates the unit; nil accepts any unit as written.
 	Units Units
-	// Idempotency stores idempotency keys (required).
-	Idempotency Idempotency
+	// Idempotency remembers the request created for each idempotency key, across restarts and
+	// replicas: KV cau_requests, keys "idem.desk.<hash>" (required).
+	Idempotency jetstream.KeyValue
 	// MaxBodyBytes bounds the JSON body; 0 means 1 MiB. Larger bodies get 413.
 	MaxBodyBytes int64
 	// PublishTimeout bounds the wait for JetStream before answering 503; 0 means 10 s.

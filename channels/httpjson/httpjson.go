@@ -75,6 +75,8 @@ func DecodeBytes(data []byte, v any, allowEmpty bool) error {
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return errors.New("JSON mal formado: el objeto está incompleto")
 		case errors.As(err, &se):
 			return fmt.Errorf("JSON mal formado en el byte %d: %v", se.Offset, err)
 		case errors.As(err, &te):

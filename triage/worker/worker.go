@@ -132,7 +132,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) loop(ctx context.Context, n int) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		batch, err := w.cons.Fetch(w.o.Batch, jetstream.FetchMaxWait(time.Second), jetstream.FetchContext(ctx))
+		batch, err := w.cons.Fetch(w.o.Batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			if ctx.Err() != nil {
 				return

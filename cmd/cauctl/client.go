@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ipn-cgsi/caud/channels"
+)
+
+// maxResponseBytes bounds what the client reads of one response; a triaged item with its text is far
+// smaller, so anything bigger is a misbehaving server or proxy.
+const maxResponseBytes = 8 << 20
+
+// ErrQueueEmpty is returned by Client.Claim when the queue has nothing to claim (HTTP 204).
+var ErrQueueEmpty = errors.New("queue is empty")
+
+// Client is a typed client of caud's HTTP API. The zero value is not usable; set BaseURL.
+// A Client is safe for concurrent use if its HTTP client is.
+type Client struct {
+	// BaseURL is the server root, e.g. http://127.0.0.1:8080 (no trailing slash).
+	BaseURL string
+	// Token, when not empty, is sent as "Authorization: Bearer <Token>".
+	Token string
+	// HTTP is the client used for every call; nil means http.DefaultClient.
+	HTTP *http.Client
+}
+
+// APIError is an error answer of the server: any status other than the ones a call expects. Message
+// and Fields come from the JSON body {"error":…,"fields":{…},"suggestions":{…}} when there is one.
+type APIError struct {
+	Status      int
+	Message     string
+	Fields      map[string]string
+	Suggestions map[string][]string
+	// Body is the raw answer, kept so --json can pass it through to scripts.
+	Body []byte
+}
+
+// Error returns the status and the server's message.
+func (e *APIError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// Check is one readiness check of GET /readyz.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	// Since is when the check last changed state (RFC 3339), or empty.
+	Since string `json:"since"`
+}
+
+// Readiness is the answer of GET /readyz, whether 200 or 503.
+type Readiness struct {
+	Ready  bool            `json:"ready"`
+	Checks []Check         `json:"checks"`
+	Raw    json.RawMessage `json:"-"`
+}
+
+// QueueStat is one row of GET /api/v1/queues.
+type QueueStat struct {
+	Name             string  `json:"name"`
+	Pending          int     `json:"pending"`
+	InProgress       int     `json:"in_progress"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+// Queues is the answer of GET /api/v1/queues.
+type Queues struct {
+	Queues []QueueStat     `json:"queues"`
+	Raw    json.RawMessage `json:"-"`
+}
+
+// Item is a triaged item as queued on cau.triaged.<outcome>.
+type Item struct {
+	Request channels.Request `json:"request"`
+	Triage  *Triage          `json:"triage"`
+	// TriagedAt is kept as text: it is only shown, and an odd value must not make the item unreadable.
+	TriagedAt string `json:"triaged_at"`
+}
+
+// Triage is the decision attached to an item, as the server sends it (triage.Triage on the wire). The
+// client keeps its own copy of the shape so that it depends on the JSON contract only, not on the
+// server's Go types; members it does not know are ignored, and --json passes everything through.
+type Triage struct {
+	Outcome     string       `json:"outcome"`
+	Kind        string       `json:"kind"`
+	Service     *Service     `json:"service"`
+	Concept     string       `json:"concept"`
+	Orientation *Orientation `json:"orientation"`
+	Tests       []string     `json:"tests"`
+	Questions   []string     `json:"questions"`
+	Others      []Service    `json:"others"`
+	Confidence  float64      `json:"confidence"`
+	Explanation string       `json:"explanation"`
+	// CatalogVersion is the version of the catalog that decided.
+	CatalogVersion string `json:"catalog_version"`
+	Area           string `json:"area"`
+	// By is "engine", or "agent:<name>" after a reroute.
+	By string `json:"by"`
+}
+
+// Service is an SAI service with its responsible group.
+type Service struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Group string `json:"group"`
+	Area  string `json:"area"`
+}
+
+// Orientation says where a matter that is not CGSI's must go.
+type Orientation struct {
+	Target  string `json:"target"`
+	Office  string `json:"office"`
+	Message string `json:"message"`
+}
+
+// Outcomes, one work queue each, in queue order (triage.Outcomes).
+const (
+	outcomeSAI          = "sai"
+	outcomeInformativo  = "informativo"
+	outcomeAclaracion   = "aclaracion"
+	outcomeNoCompetente = "no_competente"
+
+	kindFalla    = "falla"
+	kindServicio = "servicio"
+
+	conceptInformativo = "CAU_INFORMATIVO_04A"
+)
+
+var outcomes = []string{outcomeSAI, outcomeInformativo, outcomeAclaracion, outcomeNoCompetente}
+
+// Claim is the answer of POST /api/v1/queues/{queue}/claim.
+type Claim struct {
+	Lease     string          `json:"lease"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Item      Item            `json:"item"`
+	Raw       json.RawMessage `json:"-"`
+}
+
+// RequestView is the answer of GET /api/v1/requests/{id}.
+type RequestView struct {
+	Request   channels.Request `json:"request"`
+	Triage    *Triage          `json:"triage"`
+	State     string           `json:"state"`
+	Queue     string           `json:"queue"`
+	Folio     string           `json:"folio"`
+	UpdatedAt string           `json:"updated_at"`
+	Raw       json.RawMessage  `json:"-"`
+}
+
+// Submission is the body of POST /api/v1/requests (desk intake, Script de atención).
+type Submission struct {
+	Channel        string `json:"channel"`
+	Unit           string `json:"unit,omitempty"`
+	Role           string `json:"role,omitempty"`
+	Extension      string `json:"extension,omitempty"`
+	Name           string `json:"name,omitempty"`
+	Email          string `json:"email,omitempty"`
+	Phone          string `json:"phone,omitempty"`
+	Description    string `json:"description"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Confirm        bool   `json:"confirm"`
+}
+
+// Submitted is the answer of POST /api/v1/requests. Created is false when the server already had a
+// request with the same idempotency key (200 instead of 201).
+type Submitted struct {
+	ID      string          `json:"id"`
+	Created bool            `json:"-"`
+	Raw     json.RawMessage `json:"-"`
+}
+
+// Reroute is the body of POST /api/v1/leases/{lease}/reroute: the agent's corrected triage.
+type Reroute struct {
+	Outcome string `json:"outcome"`
+	Service string `json:"service,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Target  string `json:"target,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+// LeaseResult is the answer of the lease calls: State for done and release, ExpiresAt for extend,
+// Queue for reroute.
+type LeaseResult struct {
+	State     string          `json:"state,omitempty"`
+	ExpiresAt time.Time       `json:"expires_at,omitzero"`
+	Queue     string          `json:"queue,omitempty"`
+	Raw       json.RawMessage `json:"-"`
+}
+
+// Ready calls GET /readyz. A 503 is not an error: it is returned as Readiness with Ready false.
+func (c *Client) Ready(ctx context.Context) (*Readiness, error) {
+	status, body, err := c.call(ctx, http.MethodGet, "/readyz", nil)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK && status != http.StatusServiceUnavailable {
+		return nil, apiError(status, body)
+	}
+	var r Readiness
+	if err := decode(body, &r); err != nil {
+		return nil, err
+	}
+	r.Raw = body
+	return &r, nil
+}
+
+// Queues calls GET /api/v1/queues.
+func (c *Client) Queues(ctx context.Context) (*Queues, error) {
+	var q Queues
+	raw, err := c.json(ctx, http.MethodGet, "/api/v1/queues", nil, &q, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	q.Raw = raw
+	return &q, nil
+}
+
+// Claim takes the next item of queue under a lease. It returns ErrQueueEmpty when there is none.
+// agent may be empty.
+func (c *Client) Claim(ctx context.Context, queue, agent string) (*Claim, error) {
+	body := struct {
+		Agent string `json:"agent,omitempty"`
+	}{agent}
+	status, raw, err := c.call(ctx, http.MethodPost, "/api/v1/queues/"+url.PathEscape(queue)+"/claim", body)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case http.StatusNoContent:
+		return nil, ErrQueueEmpty
+	case http.StatusOK:
+	default:
+		return nil, apiError(status, raw)
+	}
+	var cl Claim
+	if err := decode(raw, &cl); err != nil {
+		return nil, err
+	}
+	cl.Raw = raw
+	return &cl, nil
+}
+
+// Done finishes a lease; folio (the SAI folio) may be empty.
+func (c *Client) Done(ctx context.Context, lease, folio string) (*LeaseResult, error) {
+	body := struct {
+		Folio string `json:"folio,omitempty"`
+	}{folio}
+	return c.lease(ctx, lease, "done", body)
+}
+
+// Release gives a lease back; the item returns to its queue.
+func (c *Client) Release(ctx context.Context, lease string) (*LeaseResult, error) {
+	return c.lease(ctx, lease, "release", struct{}{})
+}
+
+// Extend keeps a lease for d more (zero: the server's default).
+func (c *Client) Extend(ctx context.Context, lease string, d time.Duration) (*LeaseResult, error) {
+	body := struct {
+		Duration string `json:"duration,omitempty"`
+	}{}
+	if d > 0 {
+		body.Duration = d.String()
+	}
+	return c.lease(ctx, lease, "extend", body)
+}
+
+// Reroute replaces the triage of a leased item and moves it to the queue of the new outcome.
+func (c *Client) Reroute(ctx context.Context, lease string, r Reroute) (*LeaseResult, error) {
+	return c.lease(ctx, lease, "reroute", r)
+}
+
+func (c *Client) lease(ctx context.Context, lease, action string, body any) (*LeaseResult, error) {
+	var r LeaseResult
+	raw, err := c.json(ctx, http.MethodPost, "/api/v1/leases/"+url.PathEscape(lease)+"/"+action, body, &r, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	r.Raw = raw
+	return &r, nil
+}
+
+// Request calls GET /api/v1/requests/{id}.
+func (c *Client) Request(ctx context.Context, id string) (*RequestView, error) {
+	var v RequestView
+	raw, err := c.json(ctx, http.MethodGet, "/api/v1/requests/"+url.PathEscape(id), nil, &v, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	v.Raw = raw
+	return &v, nil
+}
+
+// Submit calls POST /api/v1/requests.
+func (c *Client) Submit(ctx context.Context, s Submission) (*Submitted, error) {
+	status, raw, err := c.call(ctx, http.MethodPost, "/api/v1/requests", s)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusCreated && status != http.StatusOK {
+		return nil, apiError(status, raw)
+	}
+	var r Submitted
+	if err := decode(raw, &r); err != nil {
+		return nil, err
+	}
+	r.Created = status == http.StatusCreated
+	r.Raw = raw
+	return &r, nil
+}
+
+// json makes a call that must answer with status ok and decodes the body into out.
+func (c *Client) json(ctx context.Context, method, path string, in, out any, ok int) (json.RawMessage, error) {
+	status, raw, err := c.call(ctx, method, path, in)
+	if err != nil {
+		return nil, err
+	}
+	if status != ok {
+		return nil, apiError(status, raw)
+	}
+	if err := decode(raw, out); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// call sends one request (in, when not nil, as JSON) and returns the status and the whole body.
+func (c *Client) call(ctx context.Context, method, path string, in any) (int, []byte, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, nil, fmt.Errorf("encode body: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "cauctl")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read answer: %w", err)
+	}
+	return resp.StatusCode, raw, nil
+}
+
+// apiError builds the APIError for an unexpected status, from the JSON error body when there is one
+// and otherwise from the first line of whatever came (a proxy's HTML page, say).
+func apiError(status int, body []byte) *APIError {
+	e := &APIError{Status: status, Body: body}
+	var eb struct {
+		Error       string              `json:"error"`
+		Fields      map[string]string   `json:"fields"`
+		Suggestions map[string][]string `json:"suggestions"`
+	}
+	if json.Unmarshal(body, &eb) == nil {
+		e.Message, e.Fields, e.Suggestions = eb.Error, eb.Fields, eb.Suggestions
+		return e
+	}
+	e.Body = nil // not JSON: nothing a script could parse
+	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	if len(line) > 200 {
+		line = line[:200] + "…"
+	}
+	e.Message = line
+	return e
+}
+
+// ErrBadAnswer wraps answers that do not decode as the documented JSON.
+var ErrBadAnswer = errors.New("unexpected answer from server")
+
+func decode(raw []byte, out any) error {
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAnswer, err)
+	}
+	return nil
+}
