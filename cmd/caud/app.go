@@ -183,12 +183,6 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	})
 	a.log.Info("caud ready", "http", "http://"+ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir)
-	if cfg.HTTP.Token == "" {
-		a.log.Warn("no API token configured (http.token_file): the API answers on loopback only")
-	}
-	if len(cfg.IMAP.Mailboxes) == 0 {
-		a.log.Info("no mailbox configured: add imap.mailboxes to the configuration file to ingest crm@ and cau@ (see config/caud.example.yaml)")
-	}
 	return nil
 }
 
