@@ -1,0 +1,174 @@
+// Command caudload is a load generator for caud's desk intake: it submits N phone / in-person requests
+// with C concurrent clients to a running caud (loopback only), reports intake throughput and latency,
+// and with --wait the time until every request sits triaged in a queue.
+//
+//	caudload --server http://127.0.0.1:8080 --n 20000 --c 32 --wait
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// descriptions are phone requests in the style agents type them.
+var descriptions = []string{
+	"Docente de ESCOM, ext. 52034: no puedo entrar a mi correo institucional, dice contraseña incorrecta",
+	"Solicita alta de una extensión telefónica para la nueva oficina de la subdirección administrativa",
+	"No hay internet en el laboratorio de cómputo 3 desde ayer, ya reiniciaron el switch",
+	"¿Cuándo sale la convocatoria de becas institucionales?",
+	"Pregunta por el estado de su folio anterior sobre la red inalámbrica",
+	"ayuda por favor",
+	"La impresora del área de control escolar no imprime, marca error de papel atascado",
+	"Necesita instalar el cliente de VPN para trabajar desde casa",
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("caudload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "caud base URL (loopback only)")
+	n := fs.Int("n", 10000, "requests to submit")
+	c := fs.Int("c", 16, "concurrent clients")
+	wait := fs.Bool("wait", false, "wait until every request is triaged and report the end-to-end time")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	token := fs.String("token", os.Getenv("CAU_TOKEN"), "API bearer token")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := loopbackOnly(*server); err != nil {
+		fmt.Fprintln(stderr, "caudload:", err)
+		return 2
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *c * 2}}
+	base, err := queued(client, *server, *token)
+	if err != nil {
+		fmt.Fprintln(stderr, "caudload:", err)
+		return 1
+	}
+	lat := make([]time.Duration, *n)
+	var next, failed atomic.Int64
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	start := time.Now()
+	deadline := start.Add(*timeout)
+	var wg sync.WaitGroup
+	for range *c {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= *n || time.Now().After(deadline) {
+					return
+				}
+				body, _ := json.Marshal(map[string]string{
+					"channel": "phone", "role": "docente", "unit": "ESCOM", "extension": "52034",
+					"description": descriptions[i%len(descriptions)], "idempotency_key": fmt.Sprintf("load-%s-%d", run, i),
+				})
+				t0 := time.Now()
+				req, _ := http.NewRequest(http.MethodPost, *server+"/api/v1/requests", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				if *token != "" {
+					req.Header.Set("Authorization", "Bearer "+*token)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					continue
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	ok := slices.DeleteFunc(lat, func(d time.Duration) bool { return d == 0 })
+	slices.Sort(ok)
+	pct := func(p float64) time.Duration {
+		if len(ok) == 0 {
+			return 0
+		}
+		return ok[min(len(ok)-1, int(p*float64(len(ok))))]
+	}
+	fmt.Fprintf(stdout, "intake: %d accepted, %d failed in %s: %.0f req/s; latency p50 %s p90 %s p99 %s max %s\n",
+		len(ok), failed.Load(), elapsed.Round(time.Millisecond), float64(len(ok))/elapsed.Seconds(),
+		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
+	if !*wait {
+		return 0
+	}
+	for {
+		q, err := queued(client, *server, *token)
+		if err == nil && q-base >= int64(len(ok)) {
+			e2e := time.Since(start)
+			fmt.Fprintf(stdout, "triaged: all %d in queues %s after the first submit: %.0f req/s end to end\n", len(ok), e2e.Round(time.Millisecond), float64(len(ok))/e2e.Seconds())
+			return 0
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(stderr, "caudload: only %d of %d triaged before the timeout\n", q-base, len(ok))
+			return 1
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// queued is the number of items in all queues, pending or in progress.
+func queued(client *http.Client, server, token string) (int64, error) {
+	req, _ := http.NewRequest(http.MethodGet, server+"/api/v1/queues", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /api/v1/queues: %s", resp.Status)
+	}
+	var body struct {
+		Queues []struct {
+			Pending    int64 `json:"pending"`
+			InProgress int64 `json:"in_progress"`
+		} `json:"queues"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, q := range body.Queues {
+		n += q.Pending + q.InProgress
+	}
+	return n, nil
+}
+
+// loopbackOnly refuses targets that are not this machine: a load tool never leaves loopback.
+func loopbackOnly(server string) error {
+	u, err := url.Parse(server)
+	if err != nil {
+		return err
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return errors.New("--server must be a loopback address (127.0.0.0/8, ::1 or localhost)")
+}

@@ -1,0 +1,103 @@
+package triage
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const smallCatalog = `version: "t1"
+kind:
+  falla: [no funciona]
+  servicio: [solicito]
+questions:
+  generic: ["¿Qué necesita?"]
+services:
+  - id: correo
+    name: Correo electrónico institucional
+    area: CORREO
+    group: Mesa de Correo
+    keywords: [correo: 3, buzón]
+    tests: ["Probar en el navegador"]
+informativo:
+  keywords: [folio]
+out_of_scope:
+  - target: BECAS
+    office: Becas
+    message: Disculpe, vaya a Becas.
+    keywords: [beca: 4]
+`
+
+func TestParseCatalogSmall(t *testing.T) {
+	c, err := ParseCatalog([]byte(smallCatalog), "small.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if th := c.Thresholds(); th.MinScore != defaultMinScore || th.MinWords != defaultMinWords {
+		t.Errorf("defaults not applied: %+v", th)
+	}
+	e := NewEngine(c)
+	got := e.Decide(Input{Text: "el correo no funciona desde ayer, buzón"})
+	if got.Outcome != OutcomeSAI || got.Kind != KindFalla || got.Service.ID != "correo" {
+		t.Errorf("%+v", got)
+	}
+}
+
+func TestParseCatalogErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string // substrings, each with file and line
+	}{
+		{"syntax", "version: \"1\"\nkind:\n  falla: [a]\n\tservicio: [b]\n", []string{"bad.yaml:4: found character that cannot start any token"}},
+		{"unclosed", "version: \"1\"\nservices:\n  - id: a\n    name: [unclosed\n", []string{"bad.yaml:3: did not find expected"}},
+		{"not a mapping", "- a\n- b\n", []string{"bad.yaml:1: the catalog must be a mapping"}},
+		{"empty group", strings.Replace(smallCatalog, "group: Mesa de Correo", "group: \"\"", 1),
+			[]string{"bad.yaml:11: services[0].group: is empty"}},
+		{"unknown key", strings.Replace(smallCatalog, "    tests:", "    grupo: x\n    tests:", 1),
+			[]string{"bad.yaml:13: services[0].grupo: unknown key"}},
+		{"unknown area and bad weight", strings.Replace(strings.Replace(smallCatalog, "area: CORREO", "area: MAIL", 1),
+			"buzón]", "buzón: 50]", 1),
+			[]string{"bad.yaml:10: services[0].area: unknown area \"MAIL\"", "bad.yaml:12: services[0].keywords[1]: weight 50"}},
+		{"duplicate id", strings.Replace(smallCatalog, "informativo:", `  - id: correo
+    name: Otro
+    area: RED
+    group: G
+    keywords: [red]
+informativo:`, 1), []string{"bad.yaml:14: services[1].id: duplicate id \"correo\""}},
+		{"target without message", strings.Replace(smallCatalog, "    message: Disculpe, vaya a Becas.\n", "", 1),
+			[]string{"bad.yaml:17: out_of_scope[0].message: is empty"}},
+		{"threshold out of range", strings.Replace(smallCatalog, "kind:", "thresholds:\n  min_margin: 3\nkind:", 1),
+			[]string{"bad.yaml:3: thresholds.min_margin: 3 is out of range"}},
+		{"wrong type", strings.Replace(smallCatalog, "  generic: [\"¿Qué necesita?\"]", "  generic: 7", 1),
+			[]string{"bad.yaml:6: questions.generic: must be a list"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseCatalog([]byte(c.yaml), "bad.yaml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, ErrInvalidCatalog) {
+				t.Errorf("error does not wrap ErrInvalidCatalog: %v", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCatalogFileNamesFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/catalog.yaml"
+	writeFile(t, path, strings.Replace(smallCatalog, "group: Mesa de Correo", "group: \"\"", 1))
+	_, err := LoadCatalogFile(path)
+	if !errors.Is(err, ErrInvalidCatalog) || !strings.Contains(err.Error(), "catalog.yaml:11: services[0].group: is empty") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := LoadCatalogFile(dir + "/missing.yaml"); err == nil || errors.Is(err, ErrInvalidCatalog) {
+		t.Fatalf("missing file: %v", err)
+	}
+}

@@ -1,0 +1,725 @@
+package triage
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+)
+
+// Document kinds: what a scored candidate stands for.
+const (
+	docService = iota
+	docInformativo
+	docTarget
+)
+
+// Term roles: how a matched term contributes.
+const (
+	roleKeyword = iota
+	rolePhraseToken
+	rolePhrase
+	roleNegative
+	roleFalla
+	roleServicio
+)
+
+// Matching gaps: how many other tokens may sit between the words of a multi-word term or a phrase.
+const (
+	termGap   = 1
+	phraseGap = 2
+	// maxTextRunes bounds the work on huge inputs (a pasted log, a scanned book).
+	maxTextRunes = 20000
+	// minTypoLen is the length from which a stem may differ by one edit from a catalog stem.
+	minTypoLen = 5
+	// zoneSep separates the subject from the body in the token stream.
+	zoneSep = -2
+)
+
+// doc is one scored candidate: an SAI service, the informativo scope or an orientation target.
+type doc struct {
+	kind  int
+	index int // into Catalog services or out_of_scope
+	area  string
+	label string
+	fixed string // fixed kind, if any
+}
+
+// posting links a term to a candidate (or to a kind) with a weight.
+type posting struct {
+	doc    int // -1 for kind cues
+	role   int
+	weight float64
+	text   string // as the operator wrote it, for explanations
+}
+
+// term is a compiled keyword: a sequence of stem ids.
+type term struct {
+	ids      []int32
+	gap      int
+	idf      float64
+	postings []posting
+}
+
+// Engine decides the triage of requests from a compiled catalog. It is immutable after NewEngine
+// and safe for concurrent use by any number of goroutines.
+type Engine struct {
+	cat     *Catalog
+	th      Thresholds
+	vocab   map[string]int32   // stem → id
+	stems   []string           // id → stem
+	deletes map[string][]int32 // stem with one rune deleted → ids, for typo tolerance
+	starts  [][]int32          // stem id → terms starting with it
+	terms   []term
+	docs    []doc
+	stop    map[string]bool
+	scratch sync.Pool
+	cache   sync.Map // folded word → stem id (int32), see lookup
+	cached  atomic.Int64
+}
+
+// NewEngine compiles a catalog into an engine. The catalog must come from ParseCatalog (or
+// DefaultCatalog); NewEngine does not fail.
+func NewEngine(c *Catalog) *Engine {
+	e := &Engine{cat: c, th: c.f.Thresholds, vocab: map[string]int32{}, deletes: map[string][]int32{}}
+	e.stop = stopwords
+	if len(c.f.Stopwords) > 0 {
+		e.stop = make(map[string]bool, len(stopwords)+len(c.f.Stopwords))
+		for w := range stopwords {
+			e.stop[w] = true
+		}
+		for _, w := range c.f.Stopwords {
+			e.stop[fold(strings.TrimSpace(w))] = true
+		}
+	}
+	termIdx := map[string]int{}
+	add := func(text string, gap int, p posting) {
+		stems := e.analyze(text)
+		if len(stems) == 0 {
+			return
+		}
+		key := fmt.Sprint(gap, stems)
+		i, ok := termIdx[key]
+		if !ok {
+			ids := make([]int32, len(stems))
+			for k, s := range stems {
+				ids[k] = e.intern(s)
+			}
+			i = len(e.terms)
+			termIdx[key] = i
+			e.terms = append(e.terms, term{ids: ids, gap: gap})
+		}
+		// Words sharing a stem ("curso", "cursos") must not count twice for one candidate.
+		for k, q := range e.terms[i].postings {
+			if q.doc == p.doc && q.role == p.role {
+				if p.weight > q.weight {
+					e.terms[i].postings[k] = p
+				}
+				return
+			}
+		}
+		e.terms[i].postings = append(e.terms[i].postings, p)
+	}
+	addDoc := func(d doc, kw, neg []Term, phrases []string) {
+		di := len(e.docs)
+		e.docs = append(e.docs, d)
+		own := map[string]bool{}
+		for _, t := range kw {
+			add(t.Text, termGap, posting{doc: di, role: roleKeyword, weight: t.Weight, text: t.Text})
+			for _, s := range e.analyze(t.Text) {
+				own[s] = true
+			}
+		}
+		for _, t := range neg {
+			w := t.Weight
+			if w == 1 {
+				w = e.th.NegativeWeight
+			}
+			add(t.Text, termGap, posting{doc: di, role: roleNegative, weight: w, text: t.Text})
+		}
+		for _, ph := range phrases {
+			add(ph, phraseGap, posting{doc: di, role: rolePhrase, weight: e.th.PhraseBonus, text: ph})
+			// Words of example phrases are weak evidence on their own.
+			for _, w := range words(fold(ph)) {
+				if e.stop[w] {
+					continue
+				}
+				if s := stem(w); !own[s] && len(s) > 2 {
+					own[s] = true
+					add(w, termGap, posting{doc: di, role: rolePhraseToken, weight: defaultPhraseTokenWeight, text: w})
+				}
+			}
+		}
+	}
+	for i, s := range c.f.Services {
+		addDoc(doc{kind: docService, index: i, area: s.Area, label: s.Name, fixed: s.Kind}, s.Keywords, s.Negative, s.Phrases)
+	}
+	in := c.f.Informativo
+	addDoc(doc{kind: docInformativo, label: in.Name, fixed: in.Kind}, in.Keywords, in.Negative, in.Phrases)
+	for i, t := range c.f.OutOfScope {
+		addDoc(doc{kind: docTarget, index: i, area: t.Target, label: t.Target}, t.Keywords, t.Negative, t.Phrases)
+	}
+	for _, t := range c.f.Kind.Falla {
+		add(t.Text, termGap, posting{doc: -1, role: roleFalla, weight: t.Weight, text: t.Text})
+	}
+	for _, t := range c.f.Kind.Servicio {
+		add(t.Text, termGap, posting{doc: -1, role: roleServicio, weight: t.Weight, text: t.Text})
+	}
+
+	// BM25-style idf over candidates, normalized so that a term unique to one candidate weighs 1.
+	n := float64(len(e.docs))
+	maxIDF := math.Log(1 + (n-1+0.5)/(1+0.5))
+	for i := range e.terms {
+		t := &e.terms[i]
+		seen := map[int]bool{}
+		for _, p := range t.postings {
+			if p.doc >= 0 && (p.role == roleKeyword || p.role == rolePhraseToken) {
+				seen[p.doc] = true
+			}
+		}
+		df := float64(max(len(seen), 1))
+		t.idf = math.Log(1+(n-df+0.5)/(df+0.5)) / maxIDF
+	}
+	e.starts = make([][]int32, len(e.vocab))
+	for i, t := range e.terms {
+		e.starts[t.ids[0]] = append(e.starts[t.ids[0]], int32(i))
+	}
+	for s, id := range e.vocab {
+		if utf8.RuneCountInString(s) >= minTypoLen {
+			forDeletes(s, func(d string) { e.deletes[d] = appendUnique(e.deletes[d], id) })
+		}
+	}
+	e.scratch.New = func() any { return &scratch{} }
+	return e
+}
+
+func appendUnique(s []int32, v int32) []int32 {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
+}
+
+// forDeletes calls f with every string obtained by deleting one rune of s.
+func forDeletes(s string, f func(string)) {
+	for i, r := range s {
+		f(s[:i] + s[i+utf8.RuneLen(r):])
+	}
+}
+
+func (e *Engine) intern(s string) int32 {
+	if id, ok := e.vocab[s]; ok {
+		return id
+	}
+	id := int32(len(e.vocab))
+	e.vocab[s] = id
+	e.stems = append(e.stems, s)
+	return id
+}
+
+// analyze is the package analyze with the catalog's extra stopwords.
+func (e *Engine) analyze(s string) []string {
+	var out []string
+	for _, w := range words(fold(s)) {
+		if e.stop[w] {
+			continue
+		}
+		out = append(out, stem(w))
+	}
+	return out
+}
+
+// Catalog returns the catalog the engine was compiled from.
+func (e *Engine) Catalog() *Catalog { return e.cat }
+
+// scratch holds per-call buffers, pooled to keep Decide light on allocation.
+type scratch struct {
+	ids    []int32
+	zone   []float32
+	tf     map[int32]float64
+	keys   []int32
+	scores []float64
+	hits   [][]hit
+	falla  float64
+	serv   float64
+	cues   []hit
+}
+
+type hit struct {
+	term   int32
+	weight float64 // contribution
+	text   string
+}
+
+// tokens fills s.ids/s.zone with the stem ids of the subject (zone weight SubjectWeight) and the
+// cleaned body (weight 1). Unknown words get id -1 so that they still separate terms. It returns the
+// number of content words.
+func (e *Engine) tokens(s *scratch, in Input) int {
+	s.ids, s.zone = s.ids[:0], s.zone[:0]
+	content := 0
+	emit := func(text string, zone float32) {
+		if len(text) > maxTextRunes {
+			text = text[:maxTextRunes]
+		}
+		start := -1
+		var buf []byte
+		flush := func(end int) {
+			if start < 0 {
+				return
+			}
+			buf = buf[:0]
+			for _, r := range text[start:end] {
+				buf = utf8.AppendRune(buf, foldRune(r))
+			}
+			start = -1
+			w := string(buf)
+			if e.stop[w] {
+				return
+			}
+			content++
+			s.ids = append(s.ids, e.lookup(w))
+			s.zone = append(s.zone, zone)
+		}
+		for i, r := range text {
+			if isWordRune(r) {
+				if start < 0 {
+					start = i
+				}
+			} else {
+				flush(i)
+			}
+		}
+		flush(len(text))
+		s.ids = append(s.ids, zoneSep) // zones never join into one term
+		s.zone = append(s.zone, zone)
+	}
+	emit(in.Subject, float32(e.th.SubjectWeight))
+	body := in.Text
+	if len(body) > 4*maxTextRunes {
+		body = body[:4*maxTextRunes]
+	}
+	emit(cleanBody(body), 1)
+	return content
+}
+
+// maxCachedWords bounds the memory of the word cache of an engine (about 100 bytes a word).
+const maxCachedWords = 100000
+
+// lookup maps a folded word to a catalog stem id, tolerating one edit on longer stems. Results are
+// memoized per engine: Snowball stemming dominates the cost of Decide and request vocabulary repeats.
+func (e *Engine) lookup(w string) int32 {
+	if v, ok := e.cache.Load(w); ok {
+		return v.(int32)
+	}
+	id := e.lookupSlow(w)
+	if e.cached.Load() < maxCachedWords {
+		if _, loaded := e.cache.LoadOrStore(w, id); !loaded {
+			e.cached.Add(1)
+		}
+	}
+	return id
+}
+
+func (e *Engine) lookupSlow(w string) int32 {
+	if !e.mayMatch(w) {
+		return -1
+	}
+	st := stem(w)
+	if id, ok := e.vocab[st]; ok {
+		return id
+	}
+	if utf8.RuneCountInString(st) < minTypoLen {
+		return -1
+	}
+	// One extra rune in the text, one missing, or one substituted.
+	if ids := e.deletes[st]; len(ids) == 1 {
+		return ids[0]
+	}
+	best := int32(-1)
+	for i, r := range st {
+		d := st[:i] + st[i+utf8.RuneLen(r):]
+		if id, ok := e.vocab[d]; ok {
+			return id
+		}
+		if best >= 0 {
+			continue
+		}
+		// A substitution is accepted only between letters people confuse in Spanish.
+		for _, id := range e.deletes[d] {
+			c := e.stems[id]
+			if len(c) < i+1 {
+				continue
+			}
+			cr, _ := utf8.DecodeRuneInString(c[i:])
+			if c[:i] == st[:i] && confusable(r, cr) {
+				best = id
+				break
+			}
+		}
+	}
+	return best
+}
+
+// confusable reports whether a and b are letters commonly swapped in Spanish writing.
+func confusable(a, b rune) bool {
+	if a > b {
+		a, b = b, a
+	}
+	switch [2]rune{a, b} {
+	case [2]rune{'n', 'ñ'}, [2]rune{'c', 's'}, [2]rune{'s', 'z'}, [2]rune{'c', 'z'}, [2]rune{'b', 'v'},
+		[2]rune{'i', 'y'}, [2]rune{'c', 'k'}, [2]rune{'g', 'j'}, [2]rune{'q', 'k'}:
+		return true
+	}
+	return false
+}
+
+// mayMatch is a cheap filter before stemming, which dominates the cost of Decide. On folded text a
+// Snowball stem is a prefix of its word, so a word can only reach a catalog stem if one of its
+// prefixes is a stem, or is one edit away from a stem (the deletes index).
+func (e *Engine) mayMatch(w string) bool {
+	if len(w) <= 2 {
+		_, ok := e.vocab[w]
+		return ok
+	}
+	for k := 3; k <= len(w); k++ {
+		p := w[:k]
+		if _, ok := e.vocab[p]; ok {
+			return true
+		}
+		if k >= minTypoLen-1 {
+			if _, ok := e.deletes[p]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Decide triages one request. It is pure and safe for concurrent use; it never fails: a request that
+// cannot be decided gets OutcomeAclaracion with questions.
+func (e *Engine) Decide(in Input) Triage {
+	s := e.scratch.Get().(*scratch)
+	defer e.scratch.Put(s)
+	content := e.tokens(s, in)
+
+	// Match terms and accumulate term frequencies weighted by zone.
+	if s.tf == nil {
+		s.tf = map[int32]float64{}
+	}
+	clear(s.tf)
+	for i, id := range s.ids {
+		if id < 0 {
+			continue
+		}
+		for _, ti := range e.starts[id] {
+			t := &e.terms[ti]
+			if e.matchAt(s.ids, i, t) {
+				s.tf[ti] += float64(s.zone[i])
+			}
+		}
+	}
+
+	if cap(s.scores) < len(e.docs) {
+		s.scores = make([]float64, len(e.docs))
+		s.hits = make([][]hit, len(e.docs))
+	}
+	s.scores = s.scores[:len(e.docs)]
+	s.hits = s.hits[:len(e.docs)]
+	for i := range s.scores {
+		s.scores[i] = 0
+		s.hits[i] = s.hits[i][:0]
+	}
+	s.falla, s.serv = 0, 0
+	s.cues = s.cues[:0]
+	const k1 = 1.2
+	// Map order is random; a sorted walk keeps explanations and float sums deterministic.
+	s.keys = s.keys[:0]
+	for ti := range s.tf {
+		s.keys = append(s.keys, ti)
+	}
+	slices.Sort(s.keys)
+	for _, ti := range s.keys {
+		tf := s.tf[ti]
+		t := &e.terms[ti]
+		sat := tf * (k1 + 1) / (tf + k1)
+		for _, p := range t.postings {
+			switch p.role {
+			case roleKeyword, rolePhraseToken:
+				c := p.weight * t.idf * sat
+				s.scores[p.doc] += c
+				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: c, text: p.text})
+			case rolePhrase:
+				s.scores[p.doc] += p.weight
+				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: p.weight, text: "«" + p.text + "»"})
+			case roleNegative:
+				s.scores[p.doc] -= p.weight
+				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: -p.weight, text: "−" + p.text})
+			case roleFalla:
+				s.falla += p.weight * sat
+				s.cues = append(s.cues, hit{term: ti, weight: p.weight * sat, text: p.text})
+			case roleServicio:
+				s.serv += p.weight * sat
+				s.cues = append(s.cues, hit{term: ti, weight: -p.weight * sat, text: p.text})
+			}
+		}
+	}
+	return e.decide(s, content)
+}
+
+// matchAt reports whether term t occurs at position i of ids, allowing t.gap other tokens between
+// its words but never crossing a zone separator.
+func (e *Engine) matchAt(ids []int32, i int, t *term) bool {
+	pos := i
+	for _, want := range t.ids[1:] {
+		found := false
+		for j := pos + 1; j < len(ids) && j <= pos+1+t.gap; j++ {
+			if ids[j] == want {
+				pos, found = j, true
+				break
+			}
+			if ids[j] == zoneSep {
+				return false
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+type ranked struct {
+	doc   int
+	score float64
+}
+
+func (e *Engine) decide(s *scratch, content int) Triage {
+	th := e.th
+	out := Triage{CatalogVersion: e.cat.Version(), By: "engine"}
+	var cands []ranked
+	for i, sc := range s.scores {
+		if sc > 0 {
+			cands = append(cands, ranked{i, sc})
+		}
+	}
+	sort.Slice(cands, func(a, b int) bool {
+		if cands[a].score != cands[b].score {
+			return cands[a].score > cands[b].score
+		}
+		return cands[a].doc < cands[b].doc
+	})
+	var bestIT, bestOOS *ranked
+	for i := range cands {
+		c := &cands[i]
+		if e.docs[c.doc].kind == docTarget {
+			if bestOOS == nil {
+				bestOOS = c
+			}
+		} else if bestIT == nil {
+			bestIT = c
+		}
+	}
+	itScore := 0.0
+	if bestIT != nil {
+		itScore = bestIT.score
+	}
+
+	if content < th.MinWords {
+		return e.aclaracion(out, cands, fmt.Sprintf("texto insuficiente (%d palabras significativas)", content))
+	}
+	// no_competente needs clear evidence: a strong target that clearly beats every CGSI candidate.
+	if bestOOS != nil && bestOOS.score >= th.NoCompetenteScore && bestOOS.score >= th.NoCompetenteRatio*itScore {
+		d := e.docs[bestOOS.doc]
+		t := e.cat.f.OutOfScope[d.index]
+		out.Outcome = OutcomeNoCompetente
+		out.Area = t.Target
+		out.Orientation = &Orientation{Target: t.Target, Office: t.Office, Message: t.Message}
+		out.Confidence = confidence(bestOOS.score, itScore, th.NoCompetenteScore)
+		expl := e.explainDoc(s, bestOOS.doc) + " → " + t.Target
+		if bestIT != nil {
+			expl += fmt.Sprintf("; supera a %s (%.1f contra %.1f)", e.docs[bestIT.doc].short(), bestOOS.score, itScore)
+		}
+		out.Explanation = expl
+		out.Others = e.others(cands, bestOOS.doc)
+		return out
+	}
+	if bestIT == nil || itScore < th.MinScore {
+		why := "ningún servicio alcanza el umbral"
+		if bestIT != nil {
+			why = fmt.Sprintf("evidencia débil: %s → %s (%.1f < %.1f)", e.explainDoc(s, bestIT.doc), e.docs[bestIT.doc].short(), itScore, th.MinScore)
+		}
+		if bestOOS != nil && bestOOS.score > itScore {
+			why += fmt.Sprintf("; posible %s sin evidencia suficiente (%.1f)", e.docs[bestOOS.doc].area, bestOOS.score)
+		}
+		return e.aclaracion(out, cands, why)
+	}
+	// A weak winner that an unrelated candidate nearly ties is not a decision.
+	runner := 0.0
+	for _, c := range cands {
+		if c.doc != bestIT.doc && e.docs[c.doc].outcomeArea() != e.docs[bestIT.doc].outcomeArea() {
+			runner = c.score
+			break
+		}
+	}
+	if itScore < 2*th.MinScore && runner > 0 && (itScore-runner)/itScore < th.MinMargin {
+		return e.aclaracion(out, cands, fmt.Sprintf("empate entre %s (%.1f) y otra área (%.1f)", e.docs[bestIT.doc].short(), itScore, runner))
+	}
+
+	d := e.docs[bestIT.doc]
+	kind, kindWhy := e.kind(s, d)
+	out.Kind = kind
+	out.Confidence = confidence(itScore, max(runner, 0), th.MinScore)
+	expl := e.explainDoc(s, bestIT.doc)
+	if d.kind == docInformativo {
+		out.Outcome = OutcomeInformativo
+		out.Concept = ConceptInformativo
+		expl += " → informativo (" + ConceptInformativo + ")"
+	} else {
+		sv := e.cat.f.Services[d.index]
+		out.Outcome = OutcomeSAI
+		out.Service = &Service{ID: sv.ID, Name: sv.Name, Group: sv.Group, Area: sv.Area}
+		out.Area = sv.Area
+		expl += " → " + sv.Area + " (" + sv.Name + ")"
+		if kind == KindFalla {
+			out.Tests = slices.Clone(sv.Tests)
+		}
+	}
+	if bestOOS != nil && bestOOS.score >= th.NoCompetenteScore {
+		expl += fmt.Sprintf("; se descarta %s porque hay términos de TI", e.docs[bestOOS.doc].area)
+	}
+	out.Explanation = expl + "; " + kindWhy
+	out.Others = e.others(cands, bestIT.doc)
+	return out
+}
+
+func (d doc) short() string {
+	switch d.kind {
+	case docInformativo:
+		return "informativo"
+	case docTarget:
+		return d.area
+	}
+	return d.area
+}
+
+// outcomeArea groups candidates that compete for the same decision.
+func (d doc) outcomeArea() string {
+	switch d.kind {
+	case docInformativo:
+		return "informativo"
+	case docTarget:
+		return "oos:" + d.area
+	}
+	return d.area
+}
+
+// kind decides falla or servicio from the cues; a service or scope may fix it.
+func (e *Engine) kind(s *scratch, d doc) (string, string) {
+	if d.fixed != "" {
+		return d.fixed, d.fixed + " (fijado en el catálogo)"
+	}
+	top := func(sign float64) []string {
+		var hs []hit
+		for _, h := range s.cues {
+			if h.weight*sign > 0 {
+				hs = append(hs, h)
+			}
+		}
+		sort.SliceStable(hs, func(a, b int) bool { return math.Abs(hs[a].weight) > math.Abs(hs[b].weight) })
+		var out []string
+		for _, h := range hs {
+			q := "\"" + h.text + "\""
+			if !slices.Contains(out, q) {
+				out = append(out, q)
+			}
+			if len(out) == 3 {
+				break
+			}
+		}
+		return out
+	}
+	falla := s.falla
+	if d.kind == docInformativo {
+		// An informativo matter is a question by nature; only a clear fault report makes it a falla.
+		falla /= 2
+	}
+	switch {
+	case falla > s.serv:
+		return KindFalla, strings.Join(top(1), ", ") + " → falla"
+	case s.serv > falla:
+		return KindServicio, strings.Join(top(-1), ", ") + " → servicio"
+	}
+	return e.cat.f.Kind.Default, e.cat.f.Kind.Default + " (sin señales claras; valor por omisión)"
+}
+
+// explainDoc names the strongest matched terms of a candidate.
+func (e *Engine) explainDoc(s *scratch, di int) string {
+	hs := slices.Clone(s.hits[di])
+	sort.SliceStable(hs, func(a, b int) bool { return hs[a].weight > hs[b].weight })
+	var names []string
+	for _, h := range hs {
+		if len(names) == 5 {
+			break
+		}
+		if !slices.Contains(names, h.text) {
+			names = append(names, h.text)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func (e *Engine) others(cands []ranked, winner int) []Service {
+	var out []Service
+	for _, c := range cands {
+		if c.doc == winner || len(out) == 3 {
+			continue
+		}
+		d := e.docs[c.doc]
+		switch d.kind {
+		case docService:
+			sv := e.cat.f.Services[d.index]
+			out = append(out, Service{ID: sv.ID, Name: sv.Name, Group: sv.Group, Area: sv.Area})
+		case docInformativo:
+			out = append(out, Service{ID: ConceptInformativo, Name: d.label})
+		case docTarget:
+			out = append(out, Service{ID: "no_competente:" + d.area, Name: e.cat.f.OutOfScope[d.index].Office, Area: d.area})
+		}
+	}
+	return out
+}
+
+func (e *Engine) aclaracion(out Triage, cands []ranked, why string) Triage {
+	out.Outcome = OutcomeAclaracion
+	area := ""
+	if len(cands) > 0 && e.docs[cands[0].doc].kind == docService {
+		area = e.docs[cands[0].doc].area
+	}
+	out.Questions = e.cat.Questions(area)
+	out.Explanation = why + " → aclaración"
+	out.Confidence = 0.5
+	if len(cands) > 0 {
+		out.Confidence = math.Round(100*(0.5+0.4*(1-math.Min(1, cands[0].score/(2*e.th.MinScore))))) / 100
+	} else {
+		out.Confidence = 0.9
+	}
+	out.Others = e.others(cands, -1)
+	return out
+}
+
+// confidence grows with the score over its threshold and with the margin over the runner-up.
+func confidence(best, runner, threshold float64) float64 {
+	if best <= 0 {
+		return 0
+	}
+	strength := 1 - math.Exp(-best/threshold)
+	margin := 1.0
+	if runner > 0 {
+		margin = math.Max(0, (best-runner)/best)
+	}
+	c := strength * (0.6 + 0.4*margin)
+	return math.Round(100*math.Min(1, math.Max(0, c))) / 100
+}
