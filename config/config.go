@@ -175,7 +175,7 @@ type TriageConfig struct {
 	Catalog    string        `mapstructure:"catalog"`     // "" = the embedded default catalog
 	MaxDeliver int           `mapstructure:"max_deliver"` // default 5, then dead-lettered
 	AckWait    time.Duration `mapstructure:"ack_wait"`    // default 30s
-	Workers    int           `mapstructure:"workers"`     // default 2
+	Workers    int           `mapstructure:"workers"`     // default 4 (concurrent fetch loops; keeps JetStream busy while one batch is decided)
 	Batch      int           `mapstructure:"batch"`       // default 256
 }
 

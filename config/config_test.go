@@ -83,7 +83,7 @@ func TestDefaultsWithoutFile(t *testing.T) {
 		{"memo", c.Memo, MemoConfig{Enabled: true, SpoolDir: "./data/spool", MaxBytes: 50 << 20, Workers: 2}},
 		{"facebook.api_base", c.Social.Facebook.APIBase, "https://graph.facebook.com/v21.0"},
 		{"x.api_base", c.Social.X.APIBase, "https://api.x.com/2"},
-		{"triage", c.Triage, TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 2, Batch: 256}},
+		{"triage", c.Triage, TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256}},
 		{"queues", c.Queues, QueuesConfig{Lease: 15 * time.Minute, MaxLease: 8 * time.Hour}},
 		{"notify", c.Notify, NotifyConfig{MaxAge: 72 * time.Hour, SMTP: SMTPConfig{Port: 587, TLS: "starttls"}}},
 		{"units.file", c.Units.File, ""},

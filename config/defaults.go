@@ -50,7 +50,7 @@ func defaults() Config {
 			Facebook: FacebookConfig{APIBase: "https://graph.facebook.com/v21.0"},
 			X:        XConfig{APIBase: "https://api.x.com/2"},
 		},
-		Triage: TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 2, Batch: 256},
+		Triage: TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256},
 		Queues: QueuesConfig{Lease: 15 * time.Minute, MaxLease: 8 * time.Hour},
 		Notify: NotifyConfig{MaxAge: 72 * time.Hour, SMTP: SMTPConfig{Port: 587, TLS: "starttls"}},
 	}

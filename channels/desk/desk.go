@@ -213,7 +213,7 @@ type idemRecord struct {
 
 // Submit turns a validated submission into a request and publishes it, returning once JetStream
 // acknowledged it. With an idempotency key a repeated submission returns the first request's id.
-func (d *Desk) Submit(ctx context.Context, s Submission, raw []byte) (Result, error) {
+func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	now := d.o.Now().UTC()
 	req := &channels.Request{
 		ID:         d.ids.New(now),
@@ -262,12 +262,12 @@ func (d *Desk) Submit(ctx context.Context, s Submission, raw []byte) (Result, er
 		}
 	}
 	rec, err := d.o.Sink.Publish(ctx, channels.Submission{
-		Request:      req,
-		Subject:      channels.ChannelDesk,
-		MsgID:        msgID,
-		Source:       "desk://" + req.Channel,
-		Original:     raw,
-		OriginalType: "application/json",
+		Request: req,
+		Subject: channels.ChannelDesk,
+		MsgID:   msgID,
+		Source:  "desk://" + req.Channel,
+		// No original is archived: the agent's form is the request itself (DESIGN.md archives
+		// e-mails, scans and webhook bodies).
 	})
 	if err != nil {
 		return Result{}, err
@@ -314,7 +314,7 @@ func (d *Desk) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d.o.PublishTimeout)
 	defer cancel()
-	res, err := d.Submit(ctx, s, raw)
+	res, err := d.Submit(ctx, s)
 	switch {
 	case errors.Is(err, ErrKeyReused):
 		httpjson.Write(w, http.StatusConflict, httpjson.Error{
