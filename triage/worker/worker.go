@@ -132,22 +132,12 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) loop(ctx context.Context, n int) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		batch, err := w.cons.Fetch(w.o.Batch, jetstream.FetchMaxWait(time.Second))
+		msgs, err := w.fetch()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			w.log.Warn("triage fetch failed", "loop", n, "err", err)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		msgs := make([]jetstream.Msg, 0, w.o.Batch)
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil && len(msgs) == 0 {
-			w.log.Warn("triage fetch batch error", "loop", n, "err", err)
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, 5*time.Second)
 			continue
@@ -160,6 +150,30 @@ func (w *Worker) loop(ctx context.Context, n int) {
 			cancel()
 		}
 	}
+}
+
+// fetch takes what is waiting, up to a batch, without waiting; when nothing is, it waits up to a
+// second for one message, so a lone request is triaged at once rather than when a batch fills.
+func (w *Worker) fetch() ([]jetstream.Msg, error) {
+	msgs, err := collect(w.cons.FetchNoWait(w.o.Batch))
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	return collect(w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second)))
+}
+
+func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return nil, err
+	}
+	return msgs, nil
 }
 
 type pending struct {
