@@ -58,6 +58,8 @@ type Request struct {
 	Original    *Object      `json:"original,omitempty"`
 	Thread      *Thread      `json:"thread,omitempty"`
 	Auto        Auto         `json:"auto"`
+	// Memo holds the fields of a scanned memo (channel memo).
+	Memo *Memo `json:"memo,omitempty"`
 	// Confirm asks for a confirmation message to the requester even on channels where the agent
 	// already spoke to the person (desk intake).
 	Confirm bool `json:"confirm,omitempty"`
@@ -74,6 +76,43 @@ type Source struct {
 	PlatformID     string `json:"platform_id,omitempty"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	Agent          string `json:"agent,omitempty"`
+	// Social keeps what a reply on a social network needs.
+	Social *Social `json:"social,omitempty"`
+}
+
+// Social identifies a Facebook or X message or post so that a reply can reach it.
+type Social struct {
+	Platform string `json:"platform"`          // facebook | x
+	Kind     string `json:"kind"`              // message | comment | dm | mention
+	PageID   string `json:"page_id,omitempty"` // Facebook Page that received it
+	// SenderID is the Messenger PSID, the commenter's id, or the X user id.
+	SenderID       string `json:"sender_id,omitempty"`
+	RecipientID    string `json:"recipient_id,omitempty"`
+	MessageID      string `json:"message_id,omitempty"` // Messenger mid, X DM event id
+	CommentID      string `json:"comment_id,omitempty"`
+	PostID         string `json:"post_id,omitempty"`
+	TweetID        string `json:"tweet_id,omitempty"`
+	ConversationID string `json:"conversation_id,omitempty"`
+	ForUserID      string `json:"for_user_id,omitempty"` // the X account the webhook is for
+}
+
+// Memo is what was read off a scanned official memo (oficio).
+type Memo struct {
+	Number     string   `json:"number,omitempty"`    // Oficio No. ESCOM/SA/0457/2025
+	Date       string   `json:"date,omitempty"`      // 2025-10-14 when the date could be read
+	DateText   string   `json:"date_text,omitempty"` // as printed
+	Unit       string   `json:"unit,omitempty"`      // issuing unit, canonical id when known
+	Subject    string   `json:"subject,omitempty"`   // Asunto:
+	Addressee  string   `json:"addressee,omitempty"`
+	Signer     string   `json:"signer,omitempty"`
+	Position   string   `json:"position,omitempty"`
+	CCP        []string `json:"ccp,omitempty"`
+	Emails     []string `json:"emails,omitempty"`
+	Extensions []string `json:"extensions,omitempty"`
+	Pages      int      `json:"pages,omitempty"`
+	// Method is "text" (PDF text layer) or "ocr"; Confidence is tesseract's mean word confidence 0-100.
+	Method     string  `json:"method,omitempty"`
+	Confidence float64 `json:"confidence,omitempty"`
 }
 
 // Requester is who asked. Handle is the social-network handle; nil when not applicable.
