@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Submission is one request on its way onto cau.inbound.<Subject>.
@@ -47,3 +48,17 @@ type Channel interface {
 
 // ErrNotReady is returned by a sink that cannot reach JetStream within the caller's deadline.
 var ErrNotReady = errors.New("sink not ready")
+
+// Health is one readiness check of an adapter (a mailbox, the memo tools, a webhook), shown by
+// /readyz. Since is when the check last changed to failing; zero while OK.
+type Health struct {
+	Name   string
+	OK     bool
+	Detail string
+	Since  time.Time
+}
+
+// HealthReporter is implemented by adapters that have something to say in /readyz.
+type HealthReporter interface {
+	Health() []Health
+}
