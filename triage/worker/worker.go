@@ -250,6 +250,36 @@ func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 // errPermanent marks input that no retry can fix.
 var errPermanent = errors.New("cannot be processed")
 
+// followup gives a follow-up (a reply to an earlier request) the triage of the request it follows,
+// so it lands in the queue that request went to. It reports false when the request is no follow-up
+// or the earlier request's triage cannot be read (then the engine decides as for any request).
+func (w *Worker) followup(req *channels.Request) (triage.Triage, bool) {
+	if req.Thread == nil || req.Thread.FollowupOf == "" {
+		return triage.Triage{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, _, err := natsjs.GetState(ctx, w.h.Requests, req.Thread.FollowupOf)
+	if err != nil || st.TriagedSeq == 0 {
+		return triage.Triage{}, false
+	}
+	m, err := w.h.Triaged.GetMsg(ctx, st.TriagedSeq)
+	if err != nil {
+		w.log.Warn("follow-up: read earlier triage", "request", req.ID, "followup_of", req.Thread.FollowupOf, "err", err)
+		return triage.Triage{}, false
+	}
+	var prev struct {
+		Triage triage.Triage `json:"triage"`
+	}
+	if err := json.Unmarshal(m.Data, &prev); err != nil || !validOutcome(prev.Triage.Outcome) {
+		return triage.Triage{}, false
+	}
+	t := prev.Triage
+	t.Explanation = "Seguimiento de la solicitud " + req.Thread.FollowupOf + "; se conserva su triaje (" + t.Outcome + ")."
+	t.By = "followup"
+	return t, true
+}
+
 func (w *Worker) prepare(m jetstream.Msg) (p *pending, err error) {
 	md, err := m.Metadata()
 	if err != nil {
@@ -269,9 +299,12 @@ func (w *Worker) prepare(m jetstream.Msg) (p *pending, err error) {
 			err = fmt.Errorf("triage engine panic: %v", r)
 		}
 	}()
-	start := time.Now()
-	t := w.o.Decide(triage.Input{Subject: req.Subject, Text: req.Text, Channel: req.Channel})
-	w.m.decide.Observe(time.Since(start).Seconds())
+	t, followed := w.followup(&req)
+	if !followed {
+		start := time.Now()
+		t = w.o.Decide(triage.Input{Subject: req.Subject, Text: req.Text, Channel: req.Channel})
+		w.m.decide.Observe(time.Since(start).Seconds())
+	}
 	if !validOutcome(t.Outcome) {
 		return p, fmt.Errorf("triage engine returned outcome %q", t.Outcome)
 	}

@@ -189,3 +189,40 @@ func TestWorkerRecoversAfterTransientEngineFailure(t *testing.T) {
 		t.Fatalf("%d dead letters", n)
 	}
 }
+
+func TestFollowupGoesToTheQueueOfTheRequestItFollows(t *testing.T) {
+	env := natstest.Start(t, natsjs.Topology{})
+	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{})
+	ids := channels.NewIDs()
+	ctx := context.Background()
+	first := publish(t, env, sink, ids, "No puedo entrar a mi correo institucional, marca contraseña incorrecta")
+	startWorker(t, env, worker.Options{})
+	var firstState natsjs.RequestState
+	waitFor(t, "first triaged", func() bool {
+		st, _, err := natsjs.GetState(ctx, env.Requests, first)
+		firstState = st
+		return err == nil && st.State == natsjs.StateQueued
+	})
+	// "Sigue igual" alone would be aclaracion; as a reply it keeps the first request's triage.
+	now := time.Now().UTC()
+	r := &channels.Request{ID: ids.New(now), Channel: channels.MediumEmail, ReceivedAt: now, Text: "Sigue igual, favor de atender.",
+		Thread: &channels.Thread{InReplyTo: "<a@ipn.mx>", FollowupOf: first}}
+	if _, err := sink.Publish(ctx, channels.Submission{Request: r, Subject: "email.cau", MsgID: "email:" + r.ID}); err != nil {
+		t.Fatal(err)
+	}
+	var st natsjs.RequestState
+	waitFor(t, "follow-up triaged", func() bool {
+		s, _, err := natsjs.GetState(ctx, env.Requests, r.ID)
+		st = s
+		return err == nil && s.State == natsjs.StateQueued
+	})
+	if st.Queue != firstState.Queue || st.Queue != triage.OutcomeSAI {
+		t.Fatalf("follow-up in %s, first in %s", st.Queue, firstState.Queue)
+	}
+	m, _ := env.Triaged.GetMsg(ctx, st.TriagedSeq)
+	var item triage.Item
+	_ = json.Unmarshal(m.Data, &item)
+	if item.Triage.By != "followup" || item.Triage.Service == nil || item.Triage.Service.Area != "CORREO" || !strings.Contains(item.Triage.Explanation, first) {
+		t.Fatalf("follow-up triage %+v", item.Triage)
+	}
+}
