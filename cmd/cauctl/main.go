@@ -88,7 +88,19 @@ func commands() []command {
 		{"reroute", "ASIGNACIÓN --outcome RESULTADO [--service ID] [--kind TIPO] [--target DESTINO] [--note NOTA]", "corregir el triaje y mover el elemento a otra cola", (*app).cmdReroute},
 		{"show", "ID", "ver una solicitud, su triaje y su estado", (*app).cmdShow},
 		{"submit", "--channel phone|in_person --description TEXTO|- [...]", "registrar una solicitud por teléfono o presencial", (*app).cmdSubmit},
+		{"dlq list", "", "mensajes que no se pudieron procesar, con el motivo", (*app).cmdDLQ},
+		{"dlq replay", "SEC", "reprocesar un mensaje fallido una vez corregida la causa", (*app).cmdDLQReplay},
 	}, offlineCommands()...)
+}
+
+// isGroup reports whether name is the first word of two-word commands ("catalog check", "dlq list").
+func isGroup(name string) bool {
+	for _, c := range commands() {
+		if strings.HasPrefix(c.name, name+" ") {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *app) usage(w io.Writer) {
@@ -135,7 +147,7 @@ func (a *app) main(args []string) int {
 		a.usage(a.stdout)
 		return exitOK
 	}
-	if name == "catalog" || name == "triage" {
+	if isGroup(name) {
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
 			return a.usageErr("falta el subcomando de %q (vea «cauctl help»)", name)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/deadletter"
 	"github.com/ipn-cgsi/caud/triage/queue"
 	"github.com/ipn-cgsi/caud/triage/worker"
 )
@@ -161,6 +162,7 @@ func (a *App) Start(ctx context.Context) error {
 		}
 		a.queues.Register(mux, auth)
 	}
+	deadletter.New(a.h, a.log.With("stage", "deadletter")).Register(mux, auth)
 	a.registerOps(mux)
 
 	a.httpSrv = &http.Server{

@@ -22,15 +22,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
-)
-
-// Dead-letter headers, kept on the message in CAU_DLQ so an operator can see and replay it.
-const (
-	HeaderDLQReason   = "Cau-Dlq-Reason"
-	HeaderDLQStage    = "Cau-Dlq-Stage"
-	HeaderOrigSubject = "Cau-Original-Subject"
-	HeaderOrigSeq     = "Cau-Original-Seq"
-	HeaderDeliveries  = "Cau-Deliveries"
+	"github.com/ipn-cgsi/caud/triage/deadletter"
 )
 
 // Options configures a Worker. Zero values are documented defaults.
@@ -383,12 +375,12 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, p *pending, ca
 	var seq uint64
 	if p != nil && p.md != nil {
 		seq = p.md.Sequence.Stream
-		out.Header.Set(HeaderDeliveries, strconv.FormatUint(p.md.NumDelivered, 10))
+		out.Header.Set(deadletter.HeaderDeliveries, strconv.FormatUint(p.md.NumDelivered, 10))
 	}
-	out.Header.Set(HeaderDLQReason, cause.Error())
-	out.Header.Set(HeaderDLQStage, "triage")
-	out.Header.Set(HeaderOrigSubject, m.Subject())
-	out.Header.Set(HeaderOrigSeq, strconv.FormatUint(seq, 10))
+	out.Header.Set(deadletter.HeaderReason, cause.Error())
+	out.Header.Set(deadletter.HeaderStage, "triage")
+	out.Header.Set(deadletter.HeaderOrigSubject, m.Subject())
+	out.Header.Set(deadletter.HeaderOrigSeq, strconv.FormatUint(seq, 10))
 	out.Header.Set(jetstream.MsgIDHeader, "dlq:triage:"+strconv.FormatUint(seq, 10))
 	if _, err := w.h.JS.PublishMsg(ctx, out); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
 	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/deadletter"
 	"github.com/ipn-cgsi/caud/triage/worker"
 )
 
@@ -138,8 +139,8 @@ func TestWorkerDeadLettersUndecodableInputAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(dl.Data) != `{"id":` || !strings.Contains(dl.Header.Get(worker.HeaderDLQReason), "decode request") ||
-		dl.Header.Get(worker.HeaderOrigSubject) != "cau.inbound.desk" || dl.Header.Get(worker.HeaderDeliveries) != "1" {
+	if string(dl.Data) != `{"id":` || !strings.Contains(dl.Header.Get(deadletter.HeaderReason), "decode request") ||
+		dl.Header.Get(deadletter.HeaderOrigSubject) != "cau.inbound.desk" || dl.Header.Get(deadletter.HeaderDeliveries) != "1" {
 		t.Fatalf("dead letter %q headers %v", dl.Data, dl.Header)
 	}
 	if n := subjectCount(t, env.Triaged, "cau.triaged.>"); n != 0 {
@@ -162,8 +163,8 @@ func TestWorkerRetriesThenDeadLettersWithReason(t *testing.T) {
 		t.Fatalf("engine called %d times, want MaxDeliver=3", c)
 	}
 	dl, _ := env.DLQ.GetMsg(context.Background(), 1)
-	if !strings.Contains(dl.Header.Get(worker.HeaderDLQReason), "catalog bug") {
-		t.Fatalf("reason %q", dl.Header.Get(worker.HeaderDLQReason))
+	if !strings.Contains(dl.Header.Get(deadletter.HeaderReason), "catalog bug") {
+		t.Fatalf("reason %q", dl.Header.Get(deadletter.HeaderReason))
 	}
 	waitFor(t, "dead state", func() bool {
 		st, _, err := natsjs.GetState(context.Background(), env.Requests, id)

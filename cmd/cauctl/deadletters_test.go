@@ -1,0 +1,33 @@
+package main
+
+import (
+	"net/http"
+	"testing"
+)
+
+func TestDLQListAndReplay(t *testing.T) {
+	f := newFake(t, map[string]http.HandlerFunc{
+		"GET /api/v1/deadletters": reply(200, `{"deadletters":[{"seq":7,"stage":"triage","reason":"triage engine panic: catálogo dañado","original_subject":"cau.inbound.desk","request_id":"01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB","deliveries":"5","time":"2025-10-14T16:03:11Z"}]}`),
+	})
+	code, out, errOut := f.run("dlq", "list")
+	wantCode(t, code, 0, out, errOut)
+	wantContains(t, "dlq list", out, "SEC", "MOTIVO", "7", "triage", "01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB", "catálogo dañado", "cauctl dlq replay SEC")
+	if s := f.only(); s.Method != "GET" || s.Path != "/api/v1/deadletters" {
+		t.Fatalf("sent %+v", s)
+	}
+
+	f = newFake(t, map[string]http.HandlerFunc{
+		"POST /api/v1/deadletters/7/replay":  reply(200, `{"replayed_to":"cau.inbound.desk"}`),
+		"POST /api/v1/deadletters/99/replay": reply(404, `{"error":"no existe un mensaje fallido con esa secuencia"}`),
+	})
+	code, out, errOut = f.run("dlq", "replay", "7")
+	wantCode(t, code, 0, out, errOut)
+	wantContains(t, "dlq replay", out, "Reprocesado", "7")
+	code, out, errOut = f.run("dlq", "replay", "99")
+	wantCode(t, code, 1, out, errOut)
+	wantContains(t, "dlq replay 99", errOut, "no existe un mensaje fallido")
+	code, out, errOut = f.run("dlq", "replay", "x")
+	wantCode(t, code, 2, out, errOut)
+	code, out, errOut = f.run("dlq")
+	wantCode(t, code, 2, out, errOut)
+}
