@@ -37,6 +37,8 @@ func (units) Suggest(s string, _ int) []string {
 	return nil
 }
 
+func newEnvOnce(t testing.TB) *natstest.Env { return natstest.Start(t, natsjs.Topology{}) }
+
 func newDesk(t testing.TB) (*desk.Desk, *natstest.Env) {
 	t.Helper()
 	env := natstest.Start(t, natsjs.Topology{})

@@ -1,0 +1,245 @@
+package imap
+
+import (
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ipn-cgsi/caud/config"
+)
+
+// Split is a message body separated into what the requester wrote now, their signature, and the
+// quoted history of earlier messages.
+type Split struct {
+	Text      string
+	Signature string
+	Quoted    string
+}
+
+var (
+	reQuoteHeader = []*regexp.Regexp{
+		regexp.MustCompile(`(?i)^-{2,}\s*(mensaje original|original message|mensaje reenviado|forwarded message)\s*-{2,}\s*$`),
+		regexp.MustCompile(`(?i)^_{10,}\s*$`),
+		regexp.MustCompile(`(?i)^(el|on)\s.{4,200}(escribi[óo]|wrote)\s*:\s*$`),
+	}
+	reOutlookFrom = regexp.MustCompile(`(?i)^(de|from)\s*:\s*\S`)
+	reOutlookNext = regexp.MustCompile(`(?i)^(enviado el|enviado|fecha|sent|date|para|to|asunto|subject)\s*:`)
+	reWrapStart   = regexp.MustCompile(`(?i)^(el|on)\s.{4,200}$`)
+	reWrapEnd     = regexp.MustCompile(`(?i)(escribi[óo]|wrote)\s*:\s*$`)
+	reValediction = regexp.MustCompile(`(?i)^(saludos( cordiales)?|un saludo|atentamente|atte\.?|cordialmente|gracias|muchas gracias|mil gracias|gracias de antemano|quedo (atento|atenta)( a sus (comentarios|órdenes))?|sin m[áa]s por el momento|best regards|regards|thanks)\s*[,.!]*\s*$`)
+	reTitle       = regexp.MustCompile(`^(Ing|Lic|Dr|Dra|Mtro|Mtra|M\. ?en ?C|Arq|C\.P|Prof|Profa|Biol|Q\.F\.B|Ing\. Arq)\.?\s+\p{Lu}`)
+	reExtension   = regexp.MustCompile(`(?i)\b(?:ext(?:ensi[óo]n)?|red ipn)\b\.?\s*(?:no\.?\s*)?[:.]?\s*(\d{4,6})\b`)
+)
+
+// SplitBody separates new text, signature and quoted history. Quoted history starts at the first
+// reply header ("-----Mensaje original-----", "El … escribió:", an Outlook "De:/Enviado:" block,
+// a run of "> " lines); the signature starts at "-- ", at a closing line ("Saludos", "Atte.",
+// "Gracias." …) followed by a short block, or is the last short paragraph when it looks like one
+// (a title such as "Ing.", an extension, the sender's name). Text is never emptied by the split:
+// when nothing would be left, the whole new part is the text.
+func SplitBody(body, fromName string) Split {
+	body = cleanText(body)
+	lines := strings.Split(body, "\n")
+	q := quoteStart(lines)
+	var sp Split
+	if q >= 0 {
+		sp.Quoted = strings.TrimSpace(strings.Join(lines[q:], "\n"))
+		lines = lines[:q]
+	}
+	s := signatureStart(lines, fromName)
+	if s > 0 {
+		text := strings.TrimSpace(strings.Join(lines[:s], "\n"))
+		if text != "" {
+			sp.Text = text
+			sp.Signature = strings.TrimSpace(strings.Join(lines[s:], "\n"))
+			return sp
+		}
+	}
+	sp.Text = strings.TrimSpace(strings.Join(lines, "\n"))
+	if sp.Text == "" && sp.Quoted != "" && q == 0 {
+		// All quoted (e.g. a bare forward): the quoted part is what there is to read.
+		sp.Text, sp.Quoted = sp.Quoted, ""
+	}
+	return sp
+}
+
+func quoteStart(lines []string) int {
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		for _, re := range reQuoteHeader {
+			if re.MatchString(t) {
+				return i
+			}
+		}
+		if reOutlookFrom.MatchString(t) {
+			for j := i + 1; j < len(lines) && j <= i+3; j++ {
+				if reOutlookNext.MatchString(strings.TrimSpace(lines[j])) {
+					return i
+				}
+			}
+		}
+		if i+1 < len(lines) && reWrapStart.MatchString(t) && !reWrapEnd.MatchString(t) && reWrapEnd.MatchString(strings.TrimSpace(lines[i+1])) && len(t) < 200 {
+			return i
+		}
+		if strings.HasPrefix(t, ">") {
+			// A quote block counts when the rest is mostly quoted, not for one inline "> ".
+			quoted, other := 0, 0
+			for _, r := range lines[i:] {
+				rt := strings.TrimSpace(r)
+				switch {
+				case strings.HasPrefix(rt, ">"):
+					quoted++
+				case rt != "":
+					other++
+				}
+			}
+			if quoted >= other {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func signatureStart(lines []string, fromName string) int {
+	n := len(lines)
+	for n > 0 && strings.TrimSpace(lines[n-1]) == "" {
+		n--
+	}
+	lines = lines[:n]
+	for i, l := range lines {
+		if l == "-- " || l == "--" {
+			return i
+		}
+	}
+	// A closing line, followed by at most 8 lines.
+	for i := len(lines) - 1; i >= 1 && i >= len(lines)-10; i-- {
+		if reValediction.MatchString(strings.TrimSpace(lines[i])) {
+			return i
+		}
+	}
+	// The last paragraph when it looks like a signature.
+	start := len(lines)
+	for start > 0 && strings.TrimSpace(lines[start-1]) != "" {
+		start--
+	}
+	if start == 0 || len(lines)-start > 7 {
+		return -1
+	}
+	if looksLikeSignature(lines[start:], fromName) {
+		return start
+	}
+	return -1
+}
+
+func looksLikeSignature(block []string, fromName string) bool {
+	first := strings.TrimSpace(block[0])
+	if reTitle.MatchString(first) || reExtension.MatchString(strings.Join(block, "\n")) {
+		return true
+	}
+	if fromName != "" && foldName(first) != "" && strings.Contains(foldName(fromName), foldName(first)) {
+		return true
+	}
+	// A name: 2-5 capitalized words and no sentence punctuation.
+	words := strings.Fields(first)
+	if len(words) < 2 || len(words) > 5 || strings.ContainsAny(first, ".?!:,;") {
+		return false
+	}
+	for _, w := range words {
+		r, _ := utf8.DecodeRuneInString(w)
+		if !unicode.IsUpper(r) {
+			return false
+		}
+	}
+	return len(block) >= 2
+}
+
+func foldName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch r {
+		case 'á':
+			r = 'a'
+		case 'é':
+			r = 'e'
+		case 'í':
+			r = 'i'
+		case 'ó':
+			r = 'o'
+		case 'ú', 'ü':
+			r = 'u'
+		}
+		if unicode.IsLetter(r) {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Fields are what a signature says about the requester.
+type Fields struct {
+	Unit      string
+	Role      string
+	Extension string
+}
+
+var (
+	reDocente = regexp.MustCompile(`(?i)\b(profesora?|docente|acad[ée]mic[oa]|investigador(a)?|catedr[áa]tic[oa]|academia|maestr[oa] de)\b`)
+	reAdmin   = regexp.MustCompile(`(?i)\b(jef[ea]|coordinador(a)?|subdirector(a)?|director(a)?|auxiliar|apoyo t[ée]cnico|secretari[oa]|analista|administrativ[oa]|asistente|encargad[oa]|responsable|t[ée]cnico|departamento|subdirecci[óo]n|direcci[óo]n|gesti[óo]n escolar)\b`)
+	reAlumno  = regexp.MustCompile(`(?i)\b(alumn[oa]|estudiante|boleta)\b`)
+	reSplit   = regexp.MustCompile(`[,;|()"“”«»\n]+`)
+)
+
+// ExtractFields reads unit, role and extension off a signature (or, when there is none, the last
+// lines of the text). units may be nil (no unit is then recognized).
+func ExtractFields(sig, email string, units *config.Units) Fields {
+	var f Fields
+	if m := reExtension.FindStringSubmatch(sig); m != nil {
+		f.Extension = m[1]
+	}
+	switch {
+	case reDocente.MatchString(sig):
+		f.Role = "docente"
+	case reAlumno.MatchString(sig) || strings.HasSuffix(strings.ToLower(email), "@alumno.ipn.mx"):
+		f.Role = "alumno"
+	case reAdmin.MatchString(sig):
+		f.Role = "administrativo"
+	}
+	if units != nil {
+		f.Unit = findUnit(sig, units)
+	}
+	return f
+}
+
+// findUnit tries every line, every comma/parenthesis-separated piece and every run of up to 6
+// words against the unit list; the longest matching piece wins, later lines break ties (the
+// school usually comes last in a signature).
+func findUnit(sig string, units *config.Units) string {
+	best, bestLen := "", 0
+	try := func(s string) {
+		s = strings.TrimSpace(s)
+		if s == "" || len(s) > 120 {
+			return
+		}
+		if u, ok := units.Match(s); ok && len(s) >= bestLen {
+			best, bestLen = u.ID, len(s)
+		}
+	}
+	for _, line := range strings.Split(sig, "\n") {
+		try(line)
+		for _, piece := range reSplit.Split(line, -1) {
+			try(piece)
+			words := strings.Fields(piece)
+			if len(words) > 24 {
+				words = words[:24]
+			}
+			for i := range words {
+				for j := i + 1; j <= len(words) && j <= i+6; j++ {
+					try(strings.Join(words[i:j], " "))
+				}
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,514 @@
+// Package social is the Facebook (Page / Messenger) and X (Account Activity) webhook channel. Each
+// platform has an http.Handler for its webhook path that answers the platform's verification (the
+// Meta hub.challenge handshake, the X CRC check), authenticates every delivery by its HMAC-SHA256
+// signature over the raw body, turns each message, comment, direct message and mention of the
+// delivery into one channels.Request, and answers 200 only after all of them are durably published,
+// so that a failure is covered by the platform's own retry. Deliveries are deduplicated twice: by
+// Nats-Msg-Id within the JetStream duplicate window, and beyond it by a record of every published
+// platform id in the KV bucket cau_requests (key social.<platform>.<hash>).
+//
+// The payload parsers (ParseFacebook, ParseX) and the signature checks (VerifyFacebookSignature,
+// VerifyXSignature, XCRCResponse) are pure functions, shared by the handlers, the fuzzers and the
+// load tool.
+package social
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/httpjson"
+)
+
+// Platforms, as used in metrics labels, Social.Platform and the seen-record keys.
+const (
+	PlatformFacebook = "facebook"
+	PlatformX        = "x"
+)
+
+// Kinds of event that become a request (Social.Kind).
+const (
+	KindMessage = "message" // Messenger message to a Page
+	KindComment = "comment" // comment on a Page post
+	KindDM      = "dm"      // X direct message to the account
+	KindMention = "mention" // X post mentioning or replying to the account
+)
+
+// Defaults of the Options structs.
+const (
+	DefaultMaxBodyBytes   = 4 << 20
+	DefaultPublishTimeout = 5 * time.Second
+)
+
+// Errors.
+var (
+	// ErrMalformed is wrapped by the parsers' errors: the body is not a delivery of the platform.
+	ErrMalformed = errors.New("malformed delivery")
+	// ErrNoSecret is returned by the constructors when no secret is configured.
+	ErrNoSecret = errors.New("no webhook secret configured")
+)
+
+// Event is one message, comment, direct message or mention that becomes a request.
+type Event struct {
+	// Social identifies it on the platform (Platform and Kind always set).
+	Social channels.Social
+	// ID is the platform id the request is deduplicated by: the Messenger mid, the comment_id,
+	// the X direct message event id or the tweet id.
+	ID string
+	// Time is the platform's timestamp; zero when the payload has none.
+	Time time.Time
+	// Name is the author's display name when the payload carries it ("" for Messenger, whose
+	// payload has only the page-scoped id).
+	Name string
+	// Handle is "@screen_name" on X and the display name on Facebook; "" when unknown.
+	Handle string
+	// Text is what the author wrote; never empty.
+	Text string
+}
+
+// Ignored counts what a delivery carried that does not become a request, by reason (echo,
+// delivery, read, edit, own_comment, own_dm, own_tweet, retweet, unknown, …).
+type Ignored map[string]int
+
+func (ig Ignored) add(reason string, n int) {
+	if n > 0 {
+		ig[reason] += n
+	}
+}
+
+// metrics are shared by both handlers; newMetrics tolerates a registerer that already holds them.
+type metrics struct {
+	deliveries *prometheus.CounterVec
+	events     *prometheus.CounterVec
+	ignored    *prometheus.CounterVec
+	seconds    *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_social_deliveries_total", Help: "Webhook requests per platform and result (accepted, unsigned, bad_signature, too_large, malformed, failed, verify_ok, verify_failed, bad_method)."}, []string{"platform", "result"}),
+		events:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_social_events_total", Help: "Events published as new requests, per platform and kind."}, []string{"platform", "kind"}),
+		ignored:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_social_ignored_total", Help: "Events that did not become a request, per platform and reason (duplicate, echo, read, unknown, …)."}, []string{"platform", "reason"}),
+		seconds:    prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "caud_social_delivery_seconds", Help: "Time to answer a webhook delivery (POST), per platform.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"platform"}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.deliveries = register(reg, m.deliveries)
+	m.events = register(reg, m.events)
+	m.ignored = register(reg, m.ignored)
+	m.seconds = register(reg, m.seconds)
+	return m
+}
+
+// register registers c, or returns the identical collector already registered (both handlers share
+// one registerer in caud).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+// common is what both handlers share: options after defaults, the publishing path and health.
+type common struct {
+	platform       string
+	maxBody        int64
+	publishTimeout time.Duration
+	sink           channels.Sink
+	seen           jetstream.KeyValue
+	log            *slog.Logger
+	m              *metrics
+	now            func() time.Time
+
+	failing   atomic.Bool
+	healthMu  sync.Mutex
+	failSince time.Time
+	failErr   string
+}
+
+func newCommon(platform string, sink channels.Sink, seen jetstream.KeyValue, maxBody int64, timeout time.Duration, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*common, error) {
+	if sink == nil {
+		return nil, fmt.Errorf("social %s: no sink", platform)
+	}
+	if seen == nil {
+		return nil, fmt.Errorf("social %s: no seen store (KV %s)", platform, "cau_requests")
+	}
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	if timeout <= 0 {
+		timeout = DefaultPublishTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &common{
+		platform: platform, maxBody: maxBody, publishTimeout: timeout, sink: sink, seen: seen,
+		log: log.With("channel", platform), m: newMetrics(reg), now: now,
+	}, nil
+}
+
+// Health reports the webhook as failing from the first delivery that could not be published until
+// the next one that could.
+func (c *common) Health() []channels.Health {
+	h := channels.Health{Name: c.platform + " webhook", OK: true}
+	if c.failing.Load() {
+		c.healthMu.Lock()
+		h.OK, h.Since, h.Detail = false, c.failSince, c.failErr
+		c.healthMu.Unlock()
+	}
+	return []channels.Health{h}
+}
+
+func (c *common) setHealth(err error) {
+	if err == nil {
+		if c.failing.Load() {
+			c.failing.Store(false)
+		}
+		return
+	}
+	c.healthMu.Lock()
+	if !c.failing.Load() {
+		c.failSince = c.now()
+	}
+	c.failErr = err.Error()
+	c.failing.Store(true)
+	c.healthMu.Unlock()
+}
+
+// readSigned reads the body and checks its signature; it answers the error itself and reports
+// whether to go on.
+func (c *common) readSigned(w http.ResponseWriter, r *http.Request, header string, verify func(string, []byte) bool) ([]byte, bool) {
+	body, err := httpjson.ReadBody(w, r, c.maxBody)
+	if errors.Is(err, httpjson.ErrTooLarge) {
+		c.m.deliveries.WithLabelValues(c.platform, "too_large").Inc()
+		httpjson.Fail(w, http.StatusRequestEntityTooLarge, err.Error())
+		return nil, false
+	}
+	if err != nil {
+		c.m.deliveries.WithLabelValues(c.platform, "malformed").Inc()
+		httpjson.Fail(w, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	sig := r.Header.Get(header)
+	if sig == "" {
+		c.m.deliveries.WithLabelValues(c.platform, "unsigned").Inc()
+		httpjson.Fail(w, http.StatusUnauthorized, "missing "+header)
+		return nil, false
+	}
+	if !verify(sig, body) {
+		c.m.deliveries.WithLabelValues(c.platform, "bad_signature").Inc()
+		c.log.Warn("webhook signature mismatch", "remote", r.RemoteAddr, "bytes", len(body))
+		httpjson.Fail(w, http.StatusUnauthorized, "bad "+header)
+		return nil, false
+	}
+	return body, true
+}
+
+// malformed answers 400 for a body the parser refused.
+func (c *common) malformed(w http.ResponseWriter, err error) {
+	c.m.deliveries.WithLabelValues(c.platform, "malformed").Inc()
+	httpjson.Fail(w, http.StatusBadRequest, err.Error())
+}
+
+// countIgnored adds a delivery's ignored events to the metric.
+func (c *common) countIgnored(ig Ignored) {
+	for reason, n := range ig {
+		c.m.ignored.WithLabelValues(c.platform, reason).Add(float64(n))
+	}
+}
+
+// deliver publishes the events of one delivery and answers. It answers 200 (calling ok) only when
+// every event is published or known to be published already; otherwise 503 (retryable) or 500, so
+// that the platform delivers again and the retry completes what is missing.
+func (c *common) deliver(w http.ResponseWriter, r *http.Request, body []byte, events []Event, source func(Event) string, ok func(http.ResponseWriter)) {
+	ctx, cancel := context.WithTimeout(r.Context(), c.publishTimeout)
+	defer cancel()
+	err := c.publishAll(ctx, body, events, source)
+	c.setHealth(err)
+	if err != nil {
+		c.m.deliveries.WithLabelValues(c.platform, "failed").Inc()
+		c.log.Error("webhook delivery not published; the platform will retry", "events", len(events), "err", err)
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, channels.ErrInvalid) {
+			status = http.StatusInternalServerError
+		} else {
+			w.Header().Set("Retry-After", "5")
+		}
+		httpjson.Fail(w, status, "delivery not stored; retry")
+		return
+	}
+	c.m.deliveries.WithLabelValues(c.platform, "accepted").Inc()
+	ok(w)
+}
+
+// publishAll runs each event's path (seen check, publish, seen record) concurrently after archiving
+// the body once; it returns the first error.
+func (c *common) publishAll(ctx context.Context, body []byte, events []Event, source func(Event) string) error {
+	if len(events) == 0 {
+		return nil
+	}
+	// Which events are new? A retried delivery may be partly published already.
+	fresh := make([]bool, len(events))
+	var anyFresh bool
+	err := each(len(events), func(i int) error {
+		seen, err := c.isSeen(ctx, events[i])
+		fresh[i] = !seen
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for i, f := range fresh {
+		if f {
+			anyFresh = true
+		} else {
+			c.m.ignored.WithLabelValues(c.platform, "duplicate").Inc()
+			c.log.Debug("event already published", "platform_id", events[i].ID)
+		}
+	}
+	if !anyFresh {
+		return nil
+	}
+	// The body is archived once for the whole delivery, before the requests that point to it: the
+	// sink would archive it once per request, concurrently, under the same content address.
+	orig, err := c.archive(ctx, body)
+	if err != nil {
+		return err
+	}
+	return each(len(events), func(i int) error {
+		if !fresh[i] {
+			return nil
+		}
+		return c.publish(ctx, events[i], orig, source(events[i]))
+	})
+}
+
+// each runs fn for 0..n-1, concurrently when n > 1, and returns the first error.
+func each(n int, fn func(i int) error) error {
+	if n == 1 {
+		return fn(0)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = fn(i) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *common) archive(ctx context.Context, body []byte) (*channels.Object, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		obj, err := c.sink.Archive(ctx, c.platform, "application/json", bytes.NewReader(body))
+		if err == nil {
+			return obj, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("archive delivery: %w: %v", channels.ErrNotReady, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// seenKey is the cau_requests key recording that the platform id was published.
+func (c *common) seenKey(e Event) string {
+	sum := sha256.Sum256([]byte(e.ID))
+	return "social." + c.platform + "." + hex.EncodeToString(sum[:16])
+}
+
+func (c *common) isSeen(ctx context.Context, e Event) (bool, error) {
+	_, err := c.seen.Get(ctx, c.seenKey(e))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return false, nil
+	default:
+		return false, fmt.Errorf("seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
+	}
+}
+
+// seenRecord is the value of a seen key: enough to find the request again.
+type seenRecord struct {
+	Request  string `json:"request"`
+	Sequence uint64 `json:"seq,omitempty"`
+}
+
+func (c *common) publish(ctx context.Context, e Event, orig *channels.Object, source string) error {
+	req := e.Request(c.now())
+	req.Original = orig
+	rec, err := c.sink.Publish(ctx, channels.Submission{
+		Request: req,
+		Subject: c.platform,
+		MsgID:   c.platform + ":" + e.ID,
+		Source:  source,
+		// Original stays nil: the body is archived already and req.Original points to it.
+		OriginalType: "application/json",
+	})
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", e.ID, err)
+	}
+	if rec.Duplicate {
+		c.m.ignored.WithLabelValues(c.platform, "duplicate").Inc()
+	} else {
+		c.m.events.WithLabelValues(c.platform, e.Social.Kind).Inc()
+	}
+	val, _ := json.Marshal(seenRecord{Request: req.ID, Sequence: rec.Sequence})
+	if _, err := c.seen.Put(ctx, c.seenKey(e), val); err != nil {
+		// Not answering 200: the retry republishes under the same Nats-Msg-Id, which JetStream
+		// drops, and records the id then.
+		return fmt.Errorf("record seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
+	}
+	return nil
+}
+
+// Request turns the event into a request. now is ReceivedAt when the event has no timestamp. The
+// id is a ULID made of the platform time and a hash of the platform id, so the same event always
+// gives the same request id.
+func (e Event) Request(now time.Time) *channels.Request {
+	t := e.Time
+	if t.IsZero() {
+		t = now
+	}
+	t = t.UTC()
+	soc := e.Social
+	req := &channels.Request{
+		ID:         requestID(soc.Platform, e.ID, t),
+		Channel:    soc.Platform,
+		ReceivedAt: t,
+		Source:     channels.Source{PlatformID: e.ID, Social: &soc},
+		Requester:  channels.Requester{Name: e.Name},
+		Text:       e.Text,
+	}
+	if e.Handle != "" {
+		h := e.Handle
+		req.Requester.Handle = &h
+	}
+	return req
+}
+
+func requestID(platform, id string, t time.Time) string {
+	var u ulid.ULID
+	ms := t.UnixMilli()
+	if ms < 0 || uint64(ms) > ulid.MaxTime() {
+		ms = 0
+	}
+	_ = u.SetTime(uint64(ms))
+	sum := sha256.Sum256([]byte(platform + ":" + id))
+	copy(u[6:], sum[:10])
+	return u.String()
+}
+
+// flexID is an id that the platforms send as a string (and, now and then, as a number).
+type flexID string
+
+func (f *flexID) UnmarshalJSON(b []byte) error {
+	switch {
+	case string(b) == "null":
+		*f = ""
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexID(s)
+	default:
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("id: %w", err)
+		}
+		*f = flexID(n.String())
+	}
+	return nil
+}
+
+// flexTime is a platform timestamp: Unix seconds or milliseconds as a number or a numeric string,
+// RFC 3339, or X's "Thu Oct 09 08:53:57 +0000 2025". Anything else, or a time outside years
+// 1970-9999, reads as absent.
+type flexTime struct{ time.Time }
+
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
+func (f *flexTime) UnmarshalJSON(b []byte) error {
+	f.Time = time.Time{}
+	s := string(b)
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+	}
+	f.Time = parseTime(s)
+	return nil
+}
+
+func parseTime(s string) time.Time {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "null" {
+		return time.Time{}
+	}
+	var t time.Time
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n >= 1e11 { // milliseconds: 1e11 s would be the year 5138
+			t = time.UnixMilli(int64(n))
+		} else if n > -1e11 {
+			t = time.Unix(int64(n), 0)
+		}
+	} else if p, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		t = p
+	} else if p, err := time.Parse(time.RubyDate, s); err == nil {
+		t = p
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// cleanText trims the text and keeps it within channels.MaxTextBytes. The platforms' own limits are
+// far below it; should one be exceeded the cut is marked, and the whole body is archived anyway.
+func cleanText(s string) string {
+	s = strings.TrimSpace(strings.ToValidUTF8(s, "\uFFFD"))
+	const mark = " […texto truncado; ver el original]"
+	if len(s) > channels.MaxTextBytes {
+		cut := channels.MaxTextBytes - len(mark)
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + mark
+	}
+	return s
+}
