@@ -27,17 +27,18 @@ func htmlToText(s string) string {
 			if skip > 0 {
 				continue
 			}
-			for _, f := range strings.FieldsFunc(string(z.Text()), isHTMLSpace) {
-				if !lineStart && space {
+			t := string(z.Text())
+			if t != "" && isHTMLSpace(rune(t[0])) && !lineStart {
+				space = true
+			}
+			for k, f := range strings.FieldsFunc(t, isHTMLSpace) {
+				if !lineStart && (space || k > 0) {
 					b.WriteByte(' ')
 				}
 				b.WriteString(f)
 				lineStart, space = false, false
 			}
-			if t := string(z.Text()); t != "" && isHTMLSpace(rune(t[len(t)-1])) {
-				space = true
-			}
-			if t := string(z.Text()); t != "" && isHTMLSpace(rune(t[0])) && !lineStart {
+			if t != "" && isHTMLSpace(rune(t[len(t)-1])) {
 				space = true
 			}
 		case html.StartTagToken, html.EndTagToken, html.SelfClosingTagToken:

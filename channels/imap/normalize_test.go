@@ -116,11 +116,7 @@ func TestNormalizeFixtureMails(t *testing.T) {
 			if sp.Text == "" {
 				t.Errorf("empty new text")
 			}
-			src := sp.Signature
-			if src == "" {
-				src = sp.Text
-			}
-			fl := ExtractFields(src, m.FromEmail, units)
+			fl := ExtractFieldsFrom(sp, m.FromEmail, units)
 			n++
 			if want.Unit != nil && fl.Unit == *want.Unit {
 				unitOK++
@@ -140,6 +136,9 @@ func TestNormalizeFixtureMails(t *testing.T) {
 				t.Errorf("extension %q, want none", fl.Extension)
 			}
 		})
+	}
+	if unitOK < 27 || roleOK < 22 || extOK < 26 {
+		t.Errorf("signature extraction regressed")
 	}
 	t.Logf("of %d mails: unit right %d, role right %d, extension right %d", n, unitOK, roleOK, extOK)
 }

@@ -212,18 +212,44 @@ func ExtractFields(sig, email string, units *config.Units) Fields {
 	return f
 }
 
+// ExtractFieldsFrom reads the fields off the signature, falling back to the new text for what the
+// signature does not say.
+func ExtractFieldsFrom(sp Split, email string, units *config.Units) Fields {
+	f := ExtractFields(sp.Signature, email, units)
+	if sp.Signature == "" || f.Unit == "" || f.Role == "" || f.Extension == "" {
+		g := ExtractFields(sp.Text, email, units)
+		if f.Unit == "" {
+			f.Unit = g.Unit
+		}
+		if f.Role == "" && sp.Signature == "" {
+			f.Role = g.Role
+		}
+		if f.Extension == "" {
+			f.Extension = g.Extension
+		}
+	}
+	return f
+}
+
 // findUnit tries every line, every comma/parenthesis-separated piece and every run of up to 6
 // words against the unit list; the longest matching piece wins, later lines break ties (the
 // school usually comes last in a signature).
 func findUnit(sig string, units *config.Units) string {
-	best, bestLen := "", 0
+	// A school or centre beats a central office ("Recursos Humanos, CECyT 5" is CECyT 5's).
+	best, bestScore := "", 0
 	try := func(s string) {
 		s = strings.TrimSpace(s)
 		if s == "" || len(s) > 120 {
 			return
 		}
-		if u, ok := units.Match(s); ok && len(s) >= bestLen {
-			best, bestLen = u.ID, len(s)
+		if u, ok := units.Match(s); ok {
+			score := len(s)
+			if u.Kind != "unidad_administrativa" {
+				score += 1000
+			}
+			if score >= bestScore {
+				best, bestScore = u.ID, score
+			}
 		}
 	}
 	for _, line := range strings.Split(sig, "\n") {

@@ -10,11 +10,14 @@ import (
 
 // Names of the JetStream topology. They are a contract: ops and other services use them.
 const (
-	StreamInbound   = "CAU_INBOUND"
-	StreamTriaged   = "CAU_TRIAGED"
-	StreamDLQ       = "CAU_DLQ"
-	ObjectOriginals = "cau_originals"
-	KVState         = "cau_state"
+	StreamInbound = "CAU_INBOUND"
+	StreamTriaged = "CAU_TRIAGED"
+	StreamDLQ     = "CAU_DLQ"
+	// StreamCorrections keeps every agent's correction of a triage, with no age limit, so the catalog
+	// can be measured and improved against real traffic.
+	StreamCorrections = "CAU_CORRECTIONS"
+	ObjectOriginals   = "cau_originals"
+	KVState           = "cau_state"
 	// KVRequests indexes every request id to its state, queue and stream sequences.
 	KVRequests = "cau_requests"
 	// KVLeases holds the agents' leases on claimed items, readable by any replica.
@@ -25,6 +28,7 @@ const (
 	SubjectInboundPrefix = "cau.inbound."
 	SubjectTriagedPrefix = "cau.triaged."
 	SubjectDLQPrefix     = "cau.dlq."
+	SubjectCorrections   = "cau.corrections"
 )
 
 // Topology sizes the streams. Zero values are documented defaults.
@@ -57,14 +61,15 @@ func (t Topology) withDefaults() Topology {
 
 // Handles are the created topology's streams and buckets.
 type Handles struct {
-	JS        jetstream.JetStream
-	Inbound   jetstream.Stream
-	Triaged   jetstream.Stream
-	DLQ       jetstream.Stream
-	Originals jetstream.ObjectStore
-	State     jetstream.KeyValue
-	Requests  jetstream.KeyValue
-	Leases    jetstream.KeyValue
+	JS          jetstream.JetStream
+	Inbound     jetstream.Stream
+	Triaged     jetstream.Stream
+	DLQ         jetstream.Stream
+	Corrections jetstream.Stream
+	Originals   jetstream.ObjectStore
+	State       jetstream.KeyValue
+	Requests    jetstream.KeyValue
+	Leases      jetstream.KeyValue
 }
 
 // EnsureTopology creates or updates every stream and bucket of DESIGN.md. It is idempotent: caud
@@ -99,6 +104,17 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, t Topology) (*H
 	}
 	if h.DLQ, err = stream(StreamDLQ, SubjectDLQPrefix+">", "dead letters: the original message plus the reason"); err != nil {
 		return nil, err
+	}
+	if h.Corrections, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamCorrections,
+		Description: "agents' corrections of triage decisions, kept for evaluation",
+		Subjects:    []string{SubjectCorrections},
+		Storage:     jetstream.FileStorage,
+		Duplicates:  t.DedupWindow,
+		Replicas:    t.Replicas,
+		AllowDirect: true,
+	}); err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", StreamCorrections, err)
 	}
 	if h.Originals, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      ObjectOriginals,

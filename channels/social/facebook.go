@@ -172,9 +172,9 @@ type fbEntry struct {
 }
 
 type fbMessaging struct {
-	Sender    fbRef     `json:"sender"`
-	Recipient fbRef     `json:"recipient"`
-	Timestamp flexTime  `json:"timestamp"`
+	Sender    fbRef    `json:"sender"`
+	Recipient fbRef    `json:"recipient"`
+	Timestamp flexTime `json:"timestamp"`
 	Message   *struct {
 		Mid         string `json:"mid"`
 		Text        string `json:"text"`
@@ -320,11 +320,11 @@ func fbMessage(page string, en fbEntry, m fbMessaging) (Event, string) {
 			Platform: PlatformFacebook, Kind: KindMessage, PageID: page,
 			SenderID: string(m.Sender.ID), RecipientID: string(m.Recipient.ID), MessageID: msg.Mid,
 		},
-		ID:   msg.Mid,
-		Time: t,
-		Name: m.Sender.Name, // absent in Messenger payloads: the name needs the Graph API
+		ID:     msg.Mid,
+		Time:   t,
+		Name:   m.Sender.Name, // absent in Messenger payloads: the name needs the Graph API
 		Handle: m.Sender.Name,
-		Text: text,
+		Text:   text,
 	}, ""
 }
 

@@ -31,3 +31,22 @@ func TestDLQListAndReplay(t *testing.T) {
 	code, out, errOut = f.run("dlq")
 	wantCode(t, code, 2, out, errOut)
 }
+
+func TestTriageCorrectionsExport(t *testing.T) {
+	line := `{"id":"01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB","channel":"phone","body":"¿cuándo pagan la beca?","outcome":"no_competente","tipo":"-","area":"BECAS","previous":{"outcome":"sai","tipo":"falla","area":"SISTEMAS"}}` + "\n"
+	f := newFake(t, map[string]http.HandlerFunc{
+		"GET /api/v1/corrections": func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(line)) },
+	})
+	code, out, errOut := f.run("triage", "corrections")
+	wantCode(t, code, 0, out, errOut)
+	if out != line {
+		t.Fatalf("stdout %q", out)
+	}
+	path := t.TempDir() + "/c.jsonl"
+	code, out, errOut = f.run("triage", "corrections", "--out", path)
+	wantCode(t, code, 0, out, errOut)
+	// The exported file is what triage eval reads.
+	code, out, errOut = f.run("triage", "eval", path)
+	wantCode(t, code, 0, out, errOut)
+	wantContains(t, "triage eval of corrections", out, "1")
+}

@@ -23,6 +23,20 @@ func (q *Queues) Register(mux *http.ServeMux, auth func(http.Handler) http.Handl
 	h("POST /api/v1/leases/{lease}/extend", q.handleExtend)
 	h("POST /api/v1/leases/{lease}/reroute", q.handleReroute)
 	h("GET /api/v1/requests/{id}", q.handleGet)
+	h("GET /api/v1/corrections", q.handleCorrections)
+}
+
+// handleCorrections streams the recorded corrections as JSON Lines (labelled examples).
+func (q *Queues) handleCorrections(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson; charset=utf-8")
+	if n, err := q.Corrections(ctx, w); err != nil {
+		q.log.Error("export corrections", "err", err, "written", n)
+		if n == 0 {
+			httpjson.Fail(w, http.StatusServiceUnavailable, "no se pudieron leer las correcciones")
+		}
+	}
 }
 
 func ctxTimeout(r *http.Request) (context.Context, context.CancelFunc) {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -357,8 +358,82 @@ func (q *Queues) Reroute(ctx context.Context, leaseID string, r Reroute) (string
 	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
 		st.State, st.Queue, st.TriagedSeq, st.Agent = natsjs.StateQueued, nt.Outcome, ack.Sequence, ""
 	})
+	q.recordCorrection(ctx, l.ID, item, prev, r)
 	q.log.Info("triage corrected by agent", "request", l.RequestID, "from", l.Queue, "to", nt.Outcome, "agent", r.Agent)
 	return nt.Outcome, nil
+}
+
+// Correction is an agent's correction of a triage, one JSON line on cau.corrections. Its labels use
+// the names of labelled examples (triage.Example: outcome, tipo, area), so `cauctl triage eval` runs
+// on exported corrections as on any labelled corpus.
+type Correction struct {
+	ID             string    `json:"id"`
+	Channel        string    `json:"channel"`
+	Subject        string    `json:"subject,omitempty"`
+	Body           string    `json:"body"`
+	Outcome        string    `json:"outcome"`
+	Tipo           string    `json:"tipo"`
+	Area           string    `json:"area"`
+	Previous       Label     `json:"previous"`
+	Agent          string    `json:"agent,omitempty"`
+	Note           string    `json:"note,omitempty"`
+	At             time.Time `json:"at"`
+	CatalogVersion string    `json:"catalog_version,omitempty"`
+}
+
+// Label is a triage in the labels of TAXONOMY.md: tipo and area are "-" when they do not apply.
+type Label struct {
+	Outcome string `json:"outcome"`
+	Tipo    string `json:"tipo"`
+	Area    string `json:"area"`
+}
+
+func labelOf(t triage.Triage) Label {
+	l := Label{Outcome: t.Outcome, Tipo: t.Kind, Area: t.Area}
+	if l.Tipo == "" {
+		l.Tipo = "-"
+	}
+	if l.Area == "" || t.Outcome == triage.OutcomeInformativo || t.Outcome == triage.OutcomeAclaracion {
+		l.Area = "-"
+	}
+	return l
+}
+
+// recordCorrection keeps the correction durably; a failure is logged: the re-route itself is done.
+func (q *Queues) recordCorrection(ctx context.Context, leaseID string, item triage.Item, prev triage.Triage, r Reroute) {
+	now := labelOf(item.Triage)
+	c := Correction{
+		ID: item.Request.ID, Channel: item.Request.Channel, Subject: item.Request.Subject, Body: item.Request.Text,
+		Outcome: now.Outcome, Tipo: now.Tipo, Area: now.Area, Previous: labelOf(prev),
+		Agent: r.Agent, Note: r.Note, At: item.TriagedAt, CatalogVersion: prev.CatalogVersion,
+	}
+	b, _ := json.Marshal(c)
+	if _, err := q.h.JS.Publish(ctx, natsjs.SubjectCorrections, b, jetstream.WithMsgID("correction:"+leaseID)); err != nil {
+		q.log.Warn("record correction", "request", c.ID, "err", err)
+	}
+}
+
+// Corrections writes every recorded correction as JSON Lines to w, oldest first.
+func (q *Queues) Corrections(ctx context.Context, w io.Writer) (int, error) {
+	info, err := q.h.Corrections.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("corrections: %w", err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := q.h.Corrections.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("correction %d: %w", seq, err)
+		}
+		if _, err := w.Write(append(m.Data, '\n')); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 func (q *Queues) corrected(prev triage.Triage, r Reroute) (triage.Triage, error) {

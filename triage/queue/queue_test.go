@@ -250,6 +250,21 @@ func TestReleaseExtendAndReroute(t *testing.T) {
 		item.Triage.Orientation.Target != "BECAS" || item.Triage.By != "agent:ana" || !strings.Contains(item.Triage.Explanation, "es de becas") {
 		t.Fatalf("rerouted item %+v", item)
 	}
+	// The correction is recorded as a labelled example the evaluator reads.
+	var buf strings.Builder
+	if n, err := f.q.Corrections(ctx, &buf); err != nil || n != 1 {
+		t.Fatalf("corrections: %d %v", n, err)
+	}
+	ex, err := triage.ReadExamples(strings.NewReader(buf.String()))
+	if err != nil || len(ex) != 1 {
+		t.Fatalf("examples %v %v", ex, err)
+	}
+	if e := ex[0]; e.ID != id || e.Outcome != "no_competente" || e.Area != "BECAS" || e.Tipo != "-" || e.Body != "¿cuándo pagan la beca?" {
+		t.Fatalf("correction %+v", e)
+	}
+	if !strings.Contains(buf.String(), `"previous":{"outcome":"sai","tipo":"falla"`) || !strings.Contains(buf.String(), `"agent":"ana"`) {
+		t.Fatalf("correction line %s", buf.String())
+	}
 }
 
 func TestMetricsAgreeWithAPI(t *testing.T) {
