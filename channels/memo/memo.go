@@ -22,13 +22,13 @@
 package memo
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"bytes"
 	"log/slog"
 	"net/http"
 	"os"
@@ -416,47 +416,69 @@ func ignored(name string) bool {
 	return false
 }
 
-// claim moves a file into processing/ without replacing anything there, returning its name there.
-// os.Link fails when the target exists, so two claimers (or replicas) never take the same name.
+// claim moves a spool file into processing/ without replacing anything there, returning its name
+// there.
+// Names reserved by an upload (its metadata exists) are skipped.
 func (m *Memo) claim(src, name string) (string, error) {
-	return moveNoReplace(src, m.dirs.processing, name)
+	return moveUnique(src, m.dirs.processing, name, func(cand string) bool {
+		_, err := os.Lstat(filepath.Join(m.dirs.uploads, cand+".json"))
+		return err == nil
+	})
 }
 
 func moveNoReplace(src, dir, name string) (string, error) {
-	base, ext := name, filepath.Ext(name)
-	base = strings.TrimSuffix(base, ext)
+	return moveUnique(src, dir, name, nil)
+}
+
+// moveUnique moves src into dir under name, or name-2, name-3... when that exists or skip says so.
+func moveUnique(src, dir, name string, skip func(cand string) bool) (string, error) {
 	for i := 1; i < 1000; i++ {
-		cand := name
-		if i > 1 {
-			cand = fmt.Sprintf("%s-%d%s", base, i, ext)
+		cand := numbered(name, i)
+		if skip != nil && skip(cand) {
+			continue
 		}
-		dst := filepath.Join(dir, cand)
-		err := os.Link(src, dst)
-		if err == nil {
-			if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return cand, err
-			}
-			syncDir(dir)
-			return cand, nil
-		}
+		err := linkExact(src, filepath.Join(dir, cand))
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
-		var le *os.LinkError
-		if errors.As(err, &le) && errors.Is(le.Err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) {
-			// No hard links here (another file system, some SMB mounts): rename, checking first.
-			if _, err := os.Lstat(dst); err == nil {
-				continue
-			}
-			if err := os.Rename(src, dst); err != nil {
-				return "", err
-			}
-			syncDir(dir)
-			return cand, nil
+		if err != nil {
+			return "", err
 		}
-		return "", err
+		syncDir(dir)
+		return cand, nil
 	}
 	return "", fmt.Errorf("move %s: too many files of that name in %s", name, dir)
+}
+
+func numbered(name string, i int) string {
+	if i <= 1 {
+		return name
+	}
+	ext := filepath.Ext(name)
+	return fmt.Sprintf("%s-%d%s", strings.TrimSuffix(name, ext), i, ext)
+}
+
+// linkExact moves src to dst without replacing dst (os.ErrExist then). os.Link fails when the target
+// exists, so two claimers (or two replicas on one spool) never take the same name.
+func linkExact(src, dst string) error {
+	err := os.Link(src, dst)
+	if err == nil {
+		if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	if errors.Is(err, os.ErrExist) {
+		return os.ErrExist
+	}
+	if errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) {
+		// No hard links here (some SMB or FUSE mounts): rename after checking.
+		if _, err := os.Lstat(dst); err == nil {
+			return os.ErrExist
+		}
+		return os.Rename(src, dst)
+	}
+	return err
 }
 
 func syncDir(dir string) {

@@ -235,10 +235,15 @@ func (a *App) Stop(ctx context.Context) error {
 func (a *App) stop(ctx context.Context) error {
 	var errs []error
 	if a.httpSrv != nil {
-		if err := a.httpSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		// Requests in flight get a bounded grace; connections that never sent a request (a client's
+		// spare keep-alive dial) would otherwise hold Shutdown for 5 s, so past the grace they are
+		// closed.
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := a.httpSrv.Shutdown(hctx); err != nil {
+			a.log.Warn("http connections still open at stop; closing them", "err", err)
 			_ = a.httpSrv.Close()
 		}
+		cancel()
 	}
 	if a.cancel != nil {
 		a.cancel()

@@ -1,0 +1,274 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ipn-cgsi/caud/channels"
+)
+
+// Mailbox ingests one IMAP mailbox. Run it with Run; Health is safe to call concurrently.
+type Mailbox struct {
+	o      Options
+	log    *slog.Logger
+	m      *metrics
+	ids    *channels.IDs
+	source string
+
+	stats  counters
+
+	mu     sync.Mutex
+	health channels.Health
+}
+
+// New validates o and applies its defaults. It does no I/O besides reading PasswordFile.
+func New(o Options) (*Mailbox, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger.With("mailbox", o.Name, "address", o.Address)
+	if o.TLS == TLSInsecure {
+		log.Warn("imap mailbox configured without TLS: the password and the mail cross the network in clear text", "host", o.Host)
+	}
+	mb := &Mailbox{
+		o:      o,
+		log:    log,
+		m:      newMetrics(o.Registerer),
+		ids:    channels.NewIDs(),
+		source: "imap://" + o.Address + "/" + o.Folder,
+	}
+	mb.health = channels.Health{Name: "imap:" + o.Name, OK: false, Detail: "starting", Since: time.Now()}
+	mb.m.connected.WithLabelValues(o.Name).Set(0)
+	return mb, nil
+}
+
+// Name is the mailbox's short name.
+func (m *Mailbox) Name() string { return m.o.Name }
+
+// Health reports the mailbox for /readyz: connected and idle, standby (another process holds the
+// lease: OK), or down with the last error and since when.
+func (m *Mailbox) Health() []channels.Health {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return []channels.Health{m.health}
+}
+
+func (m *Mailbox) setHealth(ok bool, detail string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ok {
+		m.health.Since = time.Time{}
+	} else if m.health.OK || m.health.Since.IsZero() {
+		m.health.Since = time.Now()
+	}
+	m.health.OK, m.health.Detail = ok, detail
+}
+
+// Run works the mailbox until ctx ends, then returns nil. It never gives up on server or JetStream
+// errors: it reconnects with exponential backoff and jitter. While another process holds the
+// mailbox lease it waits as a standby and takes over when the lease expires.
+func (m *Mailbox) Run(ctx context.Context, sink channels.Sink) error {
+	l := &leaseHolder{kv: m.o.State, key: leaseKey(m.o.Name), holder: m.o.Holder, ttl: m.o.LeaseTTL}
+	for ctx.Err() == nil {
+		if !m.acquire(ctx, l) {
+			break
+		}
+		m.log.Info("mailbox lease acquired", "holder", m.o.Holder)
+		lctx, cancel := context.WithCancelCause(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.keepLease(lctx, cancel, l)
+		}()
+		m.work(lctx, sink)
+		cancel(nil)
+		wg.Wait()
+		if cause := context.Cause(lctx); errors.Is(cause, ErrLeaseLost) {
+			m.log.Warn("mailbox lease lost; standing by")
+		}
+		if ctx.Err() != nil {
+			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			l.release(rctx)
+			rcancel()
+		}
+	}
+	m.m.connected.WithLabelValues(m.o.Name).Set(0)
+	return nil
+}
+
+// acquire blocks until the lease is ours (true) or ctx ends (false).
+func (m *Mailbox) acquire(ctx context.Context, l *leaseHolder) bool {
+	wait := m.o.LeaseTTL / 3
+	for {
+		ok, cur, err := l.tryAcquire(ctx)
+		switch {
+		case err != nil:
+			m.setHealth(false, "lease: "+err.Error())
+			m.log.Warn("mailbox lease", "err", err)
+		case ok:
+			return true
+		default:
+			m.setHealth(true, fmt.Sprintf("standby: worked by %s", cur.Holder))
+		}
+		if !sleep(ctx, jitter(wait)) {
+			return false
+		}
+	}
+}
+
+// keepLease renews the lease every third of its TTL; it cancels lctx when the lease is lost, or
+// when it could not be renewed before it expired.
+func (m *Mailbox) keepLease(lctx context.Context, cancel context.CancelCauseFunc, l *leaseHolder) {
+	t := time.NewTicker(m.o.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-lctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, rcancel := context.WithTimeout(lctx, m.o.LeaseTTL/3)
+		err := l.renew(rctx)
+		rcancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrLeaseLost):
+			cancel(ErrLeaseLost)
+			return
+		case time.Now().After(l.until.Add(-m.o.LeaseTTL / 6)):
+			m.log.Warn("mailbox lease could not be renewed in time; stopping", "err", err)
+			cancel(fmt.Errorf("%w: %v", ErrLeaseLost, err))
+			return
+		default:
+			m.log.Warn("mailbox lease renewal failed; retrying", "err", err)
+		}
+	}
+}
+
+// work runs sessions, backing off between failures, until ctx ends.
+func (m *Mailbox) work(ctx context.Context, sink channels.Sink) {
+	backoff := m.o.MinBackoff
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := m.session(ctx, sink)
+		m.m.connected.WithLabelValues(m.o.Name).Set(0)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrLeaseLost) {
+			return
+		}
+		if time.Since(start) > 2*m.o.MaxBackoff {
+			backoff = m.o.MinBackoff
+		}
+		m.setHealth(false, "down: "+errString(err))
+		m.log.Warn("imap session ended; reconnecting", "err", err, "in", backoff)
+		if !sleep(ctx, jitter(backoff)) {
+			return
+		}
+		backoff = min(backoff*2, m.o.MaxBackoff)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "disconnected"
+	}
+	s := err.Error()
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// jitter returns a duration in [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type metrics struct {
+	fetched, published, duplicates *prometheus.CounterVec
+	suppressed, quarantined        *prometheus.CounterVec
+	lastSync, connected            *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		fetched:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_fetched_total", Help: "Messages fetched from the mailbox."}, []string{"mailbox"}),
+		published:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_published_total", Help: "Requests published from the mailbox (JetStream acknowledged)."}, []string{"mailbox"}),
+		duplicates:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_duplicates_total", Help: "Messages whose Message-ID already created a request."}, []string{"mailbox"}),
+		suppressed:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_suppressed_total", Help: "Auto-replies and bounces archived and moved aside without a request."}, []string{"mailbox", "reason"}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_quarantined_total", Help: "Poison messages moved to quarantine and dead-lettered."}, []string{"mailbox", "reason"}),
+		lastSync:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_last_sync_timestamp_seconds", Help: "Unix time of the last complete sync of the mailbox."}, []string{"mailbox"}),
+		connected:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_connected", Help: "1 while this process is connected to the mailbox and holds its lease."}, []string{"mailbox"}),
+	}
+	if reg == nil {
+		return m
+	}
+	// Several mailboxes share one registry: reuse the collectors the first one registered.
+	m.fetched = register(reg, m.fetched)
+	m.published = register(reg, m.published)
+	m.duplicates = register(reg, m.duplicates)
+	m.suppressed = register(reg, m.suppressed)
+	m.quarantined = register(reg, m.quarantined)
+	m.lastSync = register(reg, m.lastSync)
+	m.connected = register(reg, m.connected)
+	return m
+}
+
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("imap metrics: %v", err))
+	}
+	return c
+}
+
+// Stats is a snapshot of a mailbox's counters since New (tests and the load tool read it).
+type Stats struct {
+	Fetched, Published, Duplicates, Suppressed, Quarantined int64
+}
+
+// Stats returns the mailbox's counters.
+func (m *Mailbox) Stats() Stats {
+	return Stats{
+		Fetched:     m.stats.fetched.Load(),
+		Published:   m.stats.published.Load(),
+		Duplicates:  m.stats.duplicates.Load(),
+		Suppressed:  m.stats.suppressed.Load(),
+		Quarantined: m.stats.quarantined.Load(),
+	}
+}
+
+type counters struct {
+	fetched, published, duplicates, suppressed, quarantined atomic.Int64
+}
