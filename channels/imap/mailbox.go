@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +23,7 @@ type Mailbox struct {
 	ids    *channels.IDs
 	source string
 
-	stats  counters
+	stats counters
 
 	mu     sync.Mutex
 	health channels.Health
