@@ -43,6 +43,11 @@ const (
 	maxTermWeight             = 10.0
 	maxThresholdScore         = 100.0
 	defaultCatalogDisplayName = "default_catalog.yaml"
+	// referenceTermWeight is the mean keyword weight the score defaults above are set for (the
+	// default catalog's, about 2.3). A catalog written with other weights, or none (all 1), gets
+	// its score defaults scaled by its own mean weight, so that a terse catalog is not left
+	// undecided for want of evidence.
+	referenceTermWeight = 2.33
 )
 
 //go:embed default_catalog.yaml
@@ -309,6 +314,32 @@ func (c *Catalog) Questions(area string) []string {
 // Thresholds returns the effective thresholds (defaults applied).
 func (c *Catalog) Thresholds() Thresholds { return c.f.Thresholds }
 
+// meanTermWeight is the mean weight of the catalog's positive keywords; referenceTermWeight when it
+// has none.
+func meanTermWeight(f *catalogFile) float64 {
+	var sum float64
+	n := 0
+	add := func(ts []Term) {
+		for _, t := range ts {
+			if t.Weight > 0 {
+				sum += t.Weight
+				n++
+			}
+		}
+	}
+	for _, s := range f.Services {
+		add(s.Keywords)
+	}
+	add(f.Informativo.Keywords)
+	for _, o := range f.OutOfScope {
+		add(o.Keywords)
+	}
+	if n == 0 {
+		return referenceTermWeight
+	}
+	return sum / float64(n)
+}
+
 func applyDefaults(f *catalogFile) {
 	t := &f.Thresholds
 	setF := func(p *float64, d float64) {
@@ -316,12 +347,13 @@ func applyDefaults(f *catalogFile) {
 			*p = d
 		}
 	}
-	setF(&t.MinScore, defaultMinScore)
+	scale := min(4, max(0.25, meanTermWeight(f)/referenceTermWeight))
+	setF(&t.MinScore, defaultMinScore*scale)
 	setF(&t.MinMargin, defaultMinMargin)
-	setF(&t.NoCompetenteScore, defaultNoCompetenteScore)
+	setF(&t.NoCompetenteScore, defaultNoCompetenteScore*scale)
 	setF(&t.NoCompetenteRatio, defaultNoCompetenteRatio)
 	setF(&t.SubjectWeight, defaultSubjectWeight)
-	setF(&t.PhraseBonus, defaultPhraseBonus)
+	setF(&t.PhraseBonus, defaultPhraseBonus*scale)
 	setF(&t.NegativeWeight, defaultNegativeWeight)
 	if t.MinWords == 0 {
 		t.MinWords = defaultMinWords

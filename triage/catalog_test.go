@@ -33,7 +33,9 @@ func TestParseCatalogSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if th := c.Thresholds(); th.MinScore != defaultMinScore || th.MinWords != defaultMinWords {
+	// Keyword weights 3, 1, 1, 4: mean 2.25, so score defaults scale by 2.25/2.33.
+	scale := 2.25 / referenceTermWeight
+	if th := c.Thresholds(); th.MinScore != defaultMinScore*scale || th.NoCompetenteScore != defaultNoCompetenteScore*scale || th.MinWords != defaultMinWords {
 		t.Errorf("defaults not applied: %+v", th)
 	}
 	e := NewEngine(c)

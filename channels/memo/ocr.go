@@ -203,6 +203,9 @@ func (x *extractor) pdf(ctx context.Context, path string) (extraction, error) {
 		if strings.Contains(msg, "password") || strings.Contains(msg, "encrypt") {
 			return extraction{}, fail("encrypted", 415, "El PDF está protegido con contraseña; envíelo sin protección.", "PDF is encrypted (password required)")
 		}
+		if strings.Contains(msg, "page count 0") || strings.Contains(msg, "no pages") {
+			return extraction{}, fail("no_pages", 415, "El PDF no tiene páginas.", "PDF has no pages")
+		}
 		return extraction{}, fail("bad_pdf", 415, "El PDF está dañado o no se puede leer.", "PDF cannot be read: %v", err)
 	}
 	if encryptedRe.Match(out) {
