@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/triage"
 )
 
 // maxResponseBytes bounds what the client reads of one response; a triaged item with its text is far
@@ -90,53 +91,24 @@ type Item struct {
 	TriagedAt string `json:"triaged_at"`
 }
 
-// Triage is the decision attached to an item, as the server sends it (triage.Triage on the wire). The
-// client keeps its own copy of the shape so that it depends on the JSON contract only, not on the
-// server's Go types; members it does not know are ignored, and --json passes everything through.
-type Triage struct {
-	Outcome     string       `json:"outcome"`
-	Kind        string       `json:"kind"`
-	Service     *Service     `json:"service"`
-	Concept     string       `json:"concept"`
-	Orientation *Orientation `json:"orientation"`
-	Tests       []string     `json:"tests"`
-	Questions   []string     `json:"questions"`
-	Others      []Service    `json:"others"`
-	Confidence  float64      `json:"confidence"`
-	Explanation string       `json:"explanation"`
-	// CatalogVersion is the version of the catalog that decided.
-	CatalogVersion string `json:"catalog_version"`
-	Area           string `json:"area"`
-	// By is "engine", or "agent:<name>" after a reroute.
-	By string `json:"by"`
-}
-
-// Service is an SAI service with its responsible group.
-type Service struct {
-	ID    string `json:"id"`
-	Name  string `json:"name"`
-	Group string `json:"group"`
-	Area  string `json:"area"`
-}
-
-// Orientation says where a matter that is not CGSI's must go.
-type Orientation struct {
-	Target  string `json:"target"`
-	Office  string `json:"office"`
-	Message string `json:"message"`
-}
+// Triage, Service and Orientation are the server's types: the JSON contract is theirs.
+type (
+	Triage      = triage.Triage
+	Service     = triage.Service
+	Orientation = triage.Orientation
+)
 
 // Outcomes, one work queue each, in queue order (triage.Outcomes).
 const (
-	outcomeSAI          = "sai"
-	outcomeInformativo  = "informativo"
-	outcomeAclaracion   = "aclaracion"
-	outcomeNoCompetente = "no_competente"
+	outcomeSAI          = triage.OutcomeSAI
+	outcomeInformativo  = triage.OutcomeInformativo
+	outcomeAclaracion   = triage.OutcomeAclaracion
+	outcomeNoCompetente = triage.OutcomeNoCompetente
 
-	kindFalla    = "falla"
-	kindServicio = "servicio"
+	kindFalla    = triage.KindFalla
+	kindServicio = triage.KindServicio
 
-	conceptInformativo = "CAU_INFORMATIVO_04A"
+	conceptInformativo = triage.ConceptInformativo
 )
 
 var outcomes = []string{outcomeSAI, outcomeInformativo, outcomeAclaracion, outcomeNoCompetente}
