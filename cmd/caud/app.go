@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/config"
@@ -40,6 +41,9 @@ type App struct {
 	queues  *queue.Queues
 	desk    *desk.Desk
 	worker  *worker.Worker
+
+	// health are the adapters that report to /readyz.
+	health []channels.HealthReporter
 
 	ln      net.Listener
 	httpSrv *http.Server

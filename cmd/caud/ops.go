@@ -100,5 +100,14 @@ func (a *App) readiness(ctx context.Context) []Check {
 		cat.Detail = a.catalog.Engine().Catalog().Version()
 	}
 	checks = append(checks, cat)
+	for _, r := range a.health {
+		for _, h := range r.Health() {
+			c := Check{Name: h.Name, OK: h.OK, Detail: h.Detail}
+			if !h.Since.IsZero() {
+				c.Since = h.Since.UTC().Format(time.RFC3339)
+			}
+			checks = append(checks, c)
+		}
+	}
 	return checks
 }
