@@ -140,6 +140,12 @@ type MemoConfig struct {
 	SpoolDir string `mapstructure:"spool_dir"`
 	MaxBytes int64  `mapstructure:"max_bytes"`
 	Workers  int    `mapstructure:"workers"`
+	// PageWorkers is how many pages of one PDF are read at once (memo.page_workers, default 2).
+	PageWorkers int `mapstructure:"page_workers"`
+	// PageTimeout bounds rendering and OCR of one page (memo.page_timeout, default 60s).
+	PageTimeout time.Duration `mapstructure:"page_timeout"`
+	// MaxPages is the most pages a memo may have (memo.max_pages, default 20).
+	MaxPages int `mapstructure:"max_pages"`
 }
 
 // SocialConfig holds the webhook secrets of the social channels.

@@ -80,7 +80,7 @@ func TestDefaultsWithoutFile(t *testing.T) {
 		{"nats.retention", c.NATS.Retention, 2160 * time.Hour},
 		{"nats.connect_timeout", c.NATS.ConnectTimeout, 5 * time.Second},
 		{"imap.mailboxes", len(c.IMAP.Mailboxes), 0},
-		{"memo", c.Memo, MemoConfig{Enabled: true, SpoolDir: "./data/spool", MaxBytes: 50 << 20, Workers: 2}},
+		{"memo", c.Memo, MemoConfig{Enabled: true, SpoolDir: "./data/spool", MaxBytes: 50 << 20, Workers: 2, PageWorkers: 2, PageTimeout: time.Minute, MaxPages: 20}},
 		{"facebook.api_base", c.Social.Facebook.APIBase, "https://graph.facebook.com/v21.0"},
 		{"x.api_base", c.Social.X.APIBase, "https://api.x.com/2"},
 		{"triage", c.Triage, TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256}},

@@ -45,7 +45,7 @@ func defaults() Config {
 			Retention:      90 * 24 * time.Hour,
 			ConnectTimeout: 5 * time.Second,
 		},
-		Memo: MemoConfig{Enabled: true, MaxBytes: 50 * MiB, Workers: 2},
+		Memo: MemoConfig{Enabled: true, MaxBytes: 50 * MiB, Workers: 2, PageWorkers: 2, PageTimeout: time.Minute, MaxPages: 20},
 		Social: SocialConfig{
 			Facebook: FacebookConfig{APIBase: "https://graph.facebook.com/v21.0"},
 			X:        XConfig{APIBase: "https://api.x.com/2"},

@@ -258,6 +258,9 @@ func (c *Config) validate() []error {
 	}
 	positive("memo.max_bytes", c.Memo.MaxBytes)
 	positive("memo.workers", int64(c.Memo.Workers))
+	positive("memo.page_workers", int64(c.Memo.PageWorkers))
+	positive("memo.max_pages", int64(c.Memo.MaxPages))
+	atLeast("memo.page_timeout", c.Memo.PageTimeout, time.Second)
 
 	// Social
 	for key, s := range map[string]string{

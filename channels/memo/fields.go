@@ -96,6 +96,8 @@ func Extract(text string, units Units) Fields {
 		}
 	}
 
+	f.Number = fixDepartment(f.Number, units)
+
 	asunto := -1
 	for i, l := range lines {
 		if m := asuntoRe.FindStringSubmatch(l); m != nil {
@@ -329,6 +331,30 @@ func cleanNumber(s string) string {
 		}
 	}
 	return clip(strings.Join(segs, "/"), 80)
+}
+
+// fixDepartment repairs a trailing "1" read for "I" in the department segments of an oficio number
+// (ENCB/SEP1/1187/2025 is ENCB/SEPI/...): an upper-case segment after the first, of three or more
+// letters and that one digit, that is not itself a unit (CET1 is CET 1).
+func fixDepartment(number string, units Units) string {
+	segs := strings.Split(number, "/")
+	for i := 1; i < len(segs); i++ {
+		s := segs[i]
+		if len(s) < 4 || s[len(s)-1] != '1' {
+			continue
+		}
+		body := s[:len(s)-1]
+		if strings.IndexFunc(body, func(r rune) bool { return !unicode.IsUpper(r) }) >= 0 {
+			continue
+		}
+		if units != nil {
+			if _, ok := units.Canonical(s); ok {
+				continue
+			}
+		}
+		segs[i] = body + "I"
+	}
+	return strings.Join(segs, "/")
 }
 
 // signerName strips the academic title and title-cases an upper-case name.

@@ -79,6 +79,8 @@ AOG/vmls
 		{"0ficio N0.", "0ficio N0. ESCOM/SA/0457/2O25", "1 de septiembre del 2025", "ESCOM/SA/0457/2025", "2025-09-01"},
 		{"OFICIO NÚM.", "OFICIO NÚM.: ESCOM / SA / 0457 / 2025", "3 de noviembre de 2025", "ESCOM/SA/0457/2025", "2025-11-03"},
 		{"No. de oficio", "No. de oficio: ESCOM-SA-0457-2025", "30 de septiembre de 2025", "ESCOM-SA-0457-2025", "2025-09-30"},
+		{"SEP1", "Oficio No. ENCB/SEP1/1187/2025", "1 de septiembre de 2025", "ENCB/SEPI/1187/2025", "2025-09-01"},
+		{"CET1 kept", "Oficio No. ESCOM/CET1/1187/2025", "1 de septiembre de 2025", "ESCOM/CET1/1187/2025", "2025-09-01"},
 		{"ESE0 prefix", "Oficio No. ESE0/DIR/0977/2025", "13 de octubre de 2025", "ESEO/DIR/0977/2025", "2025-10-13"},
 	}
 	for _, c := range cases {

@@ -11,6 +11,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -56,7 +57,10 @@ func newEnv(t testing.TB, mod func(*Options)) *testEnv {
 func (te *testEnv) newMemo(t testing.TB, mod func(*Options)) *Memo {
 	t.Helper()
 	o := Options{SpoolDir: te.spool, Units: testUnits(t), StableFor: 100 * time.Millisecond, RescanInterval: 500 * time.Millisecond,
-		PageWorkers: 1, Workers: 2, PageTimeout: 60 * time.Second, Registerer: prometheus.NewRegistry()}
+		PageWorkers: 1, Workers: 2, PageTimeout: 60 * time.Second, Registerer: prometheus.NewRegistry(), Sink: te.sink}
+	if os.Getenv("MEMO_TEST_LOG") != "" {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	if mod != nil {
 		mod(&o)
 	}
@@ -245,7 +249,7 @@ func TestFixtureScans(t *testing.T) {
 				defer wg.Done()
 				code, id := postMemo(t, te.memo, f.File, b, map[string]string{"email": "jefe.ui@ipn.mx"})
 				if code != http.StatusCreated {
-					t.Errorf("%s: status %d", f.File, code)
+					t.Errorf("%s: status %d: %s", f.File, code, id)
 				}
 				ids[i] = id
 			}()

@@ -161,6 +161,9 @@ func SetCloudEvent(h nats.Header, id, source, typ string, t time.Time) {
 	h.Set("content-type", "application/json")
 }
 
+// maxChunk is the largest object-store chunk written (1 MiB); larger originals take several.
+const maxChunk = 1 << 20
+
 // Archive stores r under "<prefix>/<sha256>" in cau_originals, skipping the write when the same
 // content is already there.
 func (s *Sink) Archive(ctx context.Context, prefix, contentType string, r io.Reader) (*channels.Object, error) {
@@ -175,9 +178,13 @@ func (s *Sink) Archive(ctx context.Context, prefix, contentType string, r io.Rea
 	if info, err := s.h.Originals.GetInfo(ctx, name); err == nil && info.Size == uint64(len(data)) {
 		return ref, nil
 	}
+	// One chunk for a small original (the library's default chunk is 128 KiB whatever the size,
+	// allocated per write): webhook bodies and most mails are a few KiB.
+	chunk := uint32(min(max(len(data), 1), maxChunk))
 	_, err = s.h.Originals.Put(ctx, jetstream.ObjectMeta{
 		Name:    name,
 		Headers: nats.Header{"Content-Type": []string{contentType}},
+		Opts:    &jetstream.ObjectMetaOptions{ChunkSize: chunk},
 	}, bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("archive %s: %w", name, err)

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"html"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -245,7 +247,8 @@ func ParseX(body []byte) ([]Event, Ignored, error) {
 	}
 	ig := Ignored{}
 	var events []Event
-	for key, raw := range top {
+	for _, key := range slices.Sorted(maps.Keys(top)) { // a stable order of events
+		raw := top[key]
 		switch key {
 		case "for_user_id", "users", "user_has_blocked", "apps", "source":
 		case "direct_message_events":

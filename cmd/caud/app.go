@@ -18,7 +18,9 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/desk"
+	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/social"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/deadletter"
@@ -144,6 +146,45 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 		mux.Handle("POST /api/v1/requests", auth(a.desk))
+		if fb := cfg.Social.Facebook; fb.AppSecret != "" {
+			h, err := social.NewFacebook(social.FacebookOptions{
+				AppSecrets: []string{fb.AppSecret}, VerifyToken: fb.VerifyToken, Sink: a.sink, Seen: a.h.Requests,
+				Logger: a.log.With("channel", "facebook"), Registerer: a.reg,
+			})
+			if err != nil {
+				return fmt.Errorf("facebook webhook: %w", err)
+			}
+			a.health = append(a.health, h)
+			mux.Handle("/webhooks/facebook", h)
+		}
+		if x := cfg.Social.X; x.ConsumerSecret != "" {
+			h, err := social.NewX(social.XOptions{
+				ConsumerSecrets: []string{x.ConsumerSecret}, Sink: a.sink, Seen: a.h.Requests,
+				Logger: a.log.With("channel", "x"), Registerer: a.reg,
+			})
+			if err != nil {
+				return fmt.Errorf("x webhook: %w", err)
+			}
+			a.health = append(a.health, h)
+			mux.Handle("/webhooks/x", h)
+		}
+		if cfg.Memo.Enabled {
+			m, err := memo.New(memo.Options{
+				SpoolDir: cfg.Memo.SpoolDir, MaxBytes: cfg.Memo.MaxBytes, Workers: cfg.Memo.Workers,
+				PageWorkers: cfg.Memo.PageWorkers, PageTimeout: cfg.Memo.PageTimeout, MaxPages: cfg.Memo.MaxPages,
+				Units: unitDirectory{units}, Sink: a.sink, Logger: a.log.With("channel", "memo"), Registerer: a.reg,
+			})
+			if err != nil {
+				return fmt.Errorf("memo channel: %w", err)
+			}
+			a.health = append(a.health, m)
+			mux.Handle("POST /api/v1/memos", auth(m))
+			a.goBG(func() {
+				if err := m.Run(runCtx, a.sink); err != nil && runCtx.Err() == nil {
+					a.log.Error("memo channel stopped", "err", err)
+				}
+			})
+		}
 	}
 	if cfg.HasRole(config.RoleTriage) {
 		a.worker, err = worker.New(ctx, a.h, worker.Options{

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -70,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	appSecret := fs.String("app-secret", envOr("CAU_SOCIAL_FACEBOOK_APP_SECRET", "load-app-secret"), "Meta app secret caud verifies with")
 	consumerSecret := fs.String("consumer-secret", envOr("CAU_SOCIAL_X_CONSUMER_SECRET", "load-consumer-secret"), "X consumer secret caud verifies with")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to the file (in-process mode profiles the server too)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -114,6 +116,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "socialload:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "socialload:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: *c * 2, MaxIdleConnsPerHost: *c * 2}}
 	lat := make([]time.Duration, *n)
 	var next, failed atomic.Int64
