@@ -1,7 +1,12 @@
 package main
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +54,39 @@ func TestTriageCorrectionsExport(t *testing.T) {
 	code, out, errOut = f.run("triage", "eval", path)
 	wantCode(t, code, 0, out, errOut)
 	wantContains(t, "triage eval of corrections", out, "1")
+}
+
+func TestMemoUpload(t *testing.T) {
+	var gotFile, gotEmail, gotAuth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" || r.URL.Path != "/api/v1/memos" {
+			writeJSON(w, 404, `{"error":"not found"}`)
+			return
+		}
+		gotAuth = r.Header.Get("Authorization")
+		file, hdr, err := r.FormFile("file")
+		if err != nil {
+			writeJSON(w, 400, `{"error":"El archivo está vacío."}`)
+			return
+		}
+		defer file.Close()
+		b, _ := io.ReadAll(file)
+		gotFile, gotEmail = hdr.Filename+":"+string(b), r.FormValue("email")
+		writeJSON(w, 201, `{"id":"01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB"}`)
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "oficio.png")
+	if err := os.WriteFile(path, []byte("PNGDATA"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CAU_TOKEN": testToken, "CAU_SERVER": srv.URL}
+	var stdout, stderr strings.Builder
+	code := run([]string{"memo", path, "--email", "jefe@ipn.mx"}, strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
+	wantCode(t, code, 0, stdout.String(), stderr.String())
+	wantContains(t, "memo", stdout.String(), "Oficio registrado", "01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB")
+	if gotFile != "oficio.png:PNGDATA" || gotEmail != "jefe@ipn.mx" || gotAuth != "Bearer "+testToken {
+		t.Fatalf("server got %q %q %q", gotFile, gotEmail, gotAuth)
+	}
+	code = run([]string{"memo", filepath.Join(t.TempDir(), "no-existe.pdf")}, strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
+	wantCode(t, code, 1, stdout.String(), stderr.String())
 }

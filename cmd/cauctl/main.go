@@ -88,6 +88,7 @@ func commands() []command {
 		{"reroute", "ASIGNACIÓN --outcome RESULTADO [--service ID] [--kind TIPO] [--target DESTINO] [--note NOTA]", "corregir el triaje y mover el elemento a otra cola", (*app).cmdReroute},
 		{"show", "ID", "ver una solicitud, su triaje y su estado", (*app).cmdShow},
 		{"submit", "--channel phone|in_person --description TEXTO|- [...]", "registrar una solicitud por teléfono o presencial", (*app).cmdSubmit},
+		{"memo", "ARCHIVO [--email CORREO] [--unit UNIDAD]", "registrar un oficio escaneado (PDF o imagen; OCR en el servidor)", (*app).cmdMemo},
 		{"triage corrections", "[--out ARCHIVO]", "exportar las correcciones de los agentes como ejemplos etiquetados (JSONL)", (*app).cmdTriageCorrections},
 		{"dlq list", "", "mensajes que no se pudieron procesar, con el motivo", (*app).cmdDLQ},
 		{"dlq replay", "SEC", "reprocesar un mensaje fallido una vez corregida la causa", (*app).cmdDLQReplay},
