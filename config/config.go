@@ -196,7 +196,18 @@ type QueuesConfig struct {
 type NotifyConfig struct {
 	Enabled bool          `mapstructure:"enabled"`
 	MaxAge  time.Duration `mapstructure:"max_age"`
-	SMTP    SMTPConfig    `mapstructure:"smtp"`
+	// MaxPerSenderPerDay caps the notices one address receives in a day (notify.max_per_sender_per_day,
+	// default 5).
+	MaxPerSenderPerDay int `mapstructure:"max_per_sender_per_day"`
+	// Channels are the request channels whose requesters are notified (notify.channels, default
+	// [email, memo, facebook, x]; phone and in_person only when the agent asked for a confirmation).
+	Channels []string `mapstructure:"channels"`
+	// Outcomes are the triage outcomes that get a notice (notify.outcomes, default all four).
+	Outcomes []string `mapstructure:"outcomes"`
+	// TemplatesDir overrides the embedded notice templates with files of the same names
+	// (notify.templates_dir, default "": the embedded ones).
+	TemplatesDir string     `mapstructure:"templates_dir"`
+	SMTP         SMTPConfig `mapstructure:"smtp"`
 }
 
 // SMTPConfig is the submission server (notify.smtp.*): port default 587, tls starttls (default) |

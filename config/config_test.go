@@ -85,7 +85,9 @@ func TestDefaultsWithoutFile(t *testing.T) {
 		{"x.api_base", c.Social.X.APIBase, "https://api.x.com/2"},
 		{"triage", c.Triage, TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256}},
 		{"queues", c.Queues, QueuesConfig{Lease: 15 * time.Minute, MaxLease: 8 * time.Hour}},
-		{"notify", c.Notify, NotifyConfig{MaxAge: 72 * time.Hour, SMTP: SMTPConfig{Port: 587, TLS: "starttls"}}},
+		{"notify", c.Notify, NotifyConfig{MaxAge: 72 * time.Hour, MaxPerSenderPerDay: 5,
+			Channels: []string{"email", "memo", "facebook", "x"}, Outcomes: []string{"sai", "informativo", "aclaracion", "no_competente"},
+			SMTP: SMTPConfig{Port: 587, TLS: "starttls"}}},
 		{"units.file", c.Units.File, ""},
 	}
 	for _, ck := range checks {
@@ -740,5 +742,21 @@ triage:
 	}
 	if w := c.Warnings(); len(w) != 0 {
 		t.Errorf("warnings: %q", w)
+	}
+}
+
+func TestListKeysFromEnvironment(t *testing.T) {
+	t.Setenv("CAU_NOTIFY_CHANNELS", "email, X")
+	t.Setenv("CAU_ROLES", "intake,triage")
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Notify.Channels, "|") != "email|x" || strings.Join(c.Roles, "|") != "intake|triage" {
+		t.Fatalf("channels %q roles %q", c.Notify.Channels, c.Roles)
+	}
+	t.Setenv("CAU_NOTIFY_OUTCOMES", "sai,nada")
+	if _, err := Load(nil); err == nil || !strings.Contains(err.Error(), "notify.outcomes") {
+		t.Fatalf("bad outcome accepted: %v", err)
 	}
 }

@@ -52,7 +52,12 @@ func defaults() Config {
 		},
 		Triage: TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256},
 		Queues: QueuesConfig{Lease: 15 * time.Minute, MaxLease: 8 * time.Hour},
-		Notify: NotifyConfig{MaxAge: 72 * time.Hour, SMTP: SMTPConfig{Port: 587, TLS: "starttls"}},
+		Notify: NotifyConfig{
+			MaxAge: 72 * time.Hour, MaxPerSenderPerDay: 5,
+			Channels: []string{"email", "memo", "facebook", "x"},
+			Outcomes: []string{"sai", "informativo", "aclaracion", "no_competente"},
+			SMTP:     SMTPConfig{Port: 587, TLS: "starttls"},
+		},
 	}
 }
 
@@ -76,15 +81,9 @@ func applyDerived(c *Config) {
 	if len(c.NATS.URLs) == 0 {
 		c.NATS.URL = ""
 	}
-	var roles []string
-	for _, r := range c.Roles {
-		for _, p := range strings.Split(r, ",") {
-			if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
-				roles = append(roles, p)
-			}
-		}
-	}
-	c.Roles = roles
+	c.Roles = splitList(c.Roles)
+	c.Notify.Channels = splitList(c.Notify.Channels)
+	c.Notify.Outcomes = splitList(c.Notify.Outcomes)
 	if len(c.IMAP.Mailboxes) == 0 {
 		c.IMAP.Mailboxes = nil // "mailboxes: []" and no key at all load the same
 	}
@@ -117,6 +116,20 @@ func applyDerived(c *Config) {
 	}
 }
 
+// splitList normalizes a list key: items split on commas (as the environment gives them), trimmed,
+// lowercased, empty ones dropped.
+func splitList(in []string) []string {
+	var out []string
+	for _, r := range in {
+		for _, p := range strings.Split(r, ",") {
+			if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
 // under joins dir and name without cleaning dir, so "./data" gives "./data/spool" as documented.
 func under(dir, name string) string {
 	if dir == "" || os.IsPathSeparator(dir[len(dir)-1]) {
@@ -128,6 +141,7 @@ func under(dir, name string) string {
 // node describes one level of the key tree, derived from the mapstructure tags of Config.
 type node struct {
 	leaf     bool
+	list     bool             // a leaf that is a list of values (roles, notify.channels)
 	children map[string]*node // for a struct
 	elem     *node            // for a list of structs (imap.mailboxes)
 }
@@ -152,6 +166,8 @@ func schemaOf(t reflect.Type) *node {
 		return n
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
 		return &node{elem: schemaOf(t.Elem())}
+	case t.Kind() == reflect.Slice:
+		return &node{leaf: true, list: true}
 	default:
 		return &node{leaf: true}
 	}

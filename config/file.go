@@ -39,7 +39,7 @@ func walkFile(path, prefix string, n *yaml.Node, s *node, errs *[]error) {
 		if n.Kind == yaml.MappingNode {
 			*errs = append(*errs, fmt.Errorf("config: %s: %s: must be a value, not a mapping", where(n), prefix))
 		}
-		if n.Kind == yaml.SequenceNode && prefix != "roles" {
+		if n.Kind == yaml.SequenceNode && !s.list {
 			*errs = append(*errs, fmt.Errorf("config: %s: %s: must be a value, not a list", where(n), prefix))
 		}
 	case s.elem != nil:

@@ -284,6 +284,13 @@ func (c *Config) validate() []error {
 
 	// Notify
 	atLeast("notify.max_age", c.Notify.MaxAge, time.Minute)
+	positive("notify.max_per_sender_per_day", int64(c.Notify.MaxPerSenderPerDay))
+	for _, ch := range c.Notify.Channels {
+		oneOf("notify.channels", ch, "email", "memo", "facebook", "x", "phone", "in_person")
+	}
+	for _, o := range c.Notify.Outcomes {
+		oneOf("notify.outcomes", o, "sai", "informativo", "aclaracion", "no_competente")
+	}
 	s := c.Notify.SMTP
 	oneOf("notify.smtp.tls", s.TLS, "starttls", "implicit", "none")
 	if s.Port < 1 || s.Port > 65535 {
