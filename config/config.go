@@ -199,8 +199,9 @@ type NotifyConfig struct {
 	// MaxPerSenderPerDay caps the notices one address receives in a day (notify.max_per_sender_per_day,
 	// default 5).
 	MaxPerSenderPerDay int `mapstructure:"max_per_sender_per_day"`
-	// Channels are the request channels whose requesters are notified (notify.channels, default
-	// [email, memo, facebook, x]; phone and in_person only when the agent asked for a confirmation).
+	// Channels are the request channels whose requesters are notified (notify.channels, default all:
+	// email, memo, facebook, x, phone, in_person; phone and in_person only ever get a notice when the
+	// agent asked for a confirmation mail on the desk form).
 	Channels []string `mapstructure:"channels"`
 	// Outcomes are the triage outcomes that get a notice (notify.outcomes, default all four).
 	Outcomes []string `mapstructure:"outcomes"`

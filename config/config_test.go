@@ -86,7 +86,7 @@ func TestDefaultsWithoutFile(t *testing.T) {
 		{"triage", c.Triage, TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256}},
 		{"queues", c.Queues, QueuesConfig{Lease: 15 * time.Minute, MaxLease: 8 * time.Hour}},
 		{"notify", c.Notify, NotifyConfig{MaxAge: 72 * time.Hour, MaxPerSenderPerDay: 5,
-			Channels: []string{"email", "memo", "facebook", "x"}, Outcomes: []string{"sai", "informativo", "aclaracion", "no_competente"},
+			Channels: []string{"email", "memo", "facebook", "x", "phone", "in_person"}, Outcomes: []string{"sai", "informativo", "aclaracion", "no_competente"},
 			SMTP: SMTPConfig{Port: 587, TLS: "starttls"}}},
 		{"units.file", c.Units.File, ""},
 	}

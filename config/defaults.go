@@ -54,7 +54,7 @@ func defaults() Config {
 		Queues: QueuesConfig{Lease: 15 * time.Minute, MaxLease: 8 * time.Hour},
 		Notify: NotifyConfig{
 			MaxAge: 72 * time.Hour, MaxPerSenderPerDay: 5,
-			Channels: []string{"email", "memo", "facebook", "x"},
+			Channels: []string{"email", "memo", "facebook", "x", "phone", "in_person"},
 			Outcomes: []string{"sai", "informativo", "aclaracion", "no_competente"},
 			SMTP:     SMTPConfig{Port: 587, TLS: "starttls"},
 		},

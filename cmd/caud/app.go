@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/notify"
 	"github.com/ipn-cgsi/caud/channels/social"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
@@ -196,6 +198,25 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 		a.goBG(func() { _ = a.worker.Run(runCtx) })
+		if cfg.Notify.Enabled {
+			n, err := notify.New(ctx, notify.Options{
+				JS: a.h.JS, Triaged: a.h.Triaged, Requests: a.h.Requests, Replicas: cfg.NATS.Replicas,
+				MaxAge: cfg.Notify.MaxAge, MaxPerSenderPerDay: cfg.Notify.MaxPerSenderPerDay,
+				Channels: enabled(cfg.Notify.Channels, "email", "memo", "facebook", "x", "phone", "in_person"),
+				Outcomes: enabled(cfg.Notify.Outcomes, triage.Outcomes...),
+				SMTP: notify.SMTPOptions{
+					Host: cfg.Notify.SMTP.Host, Port: cfg.Notify.SMTP.Port, TLS: cfg.Notify.SMTP.TLS,
+					Username: cfg.Notify.SMTP.Username, Password: cfg.Notify.SMTP.Password, From: cfg.Notify.SMTP.From,
+				},
+				FacebookAPIBase: cfg.Social.Facebook.APIBase, FacebookPageToken: cfg.Social.Facebook.PageAccessToken,
+				XAPIBase: cfg.Social.X.APIBase, XBearerToken: cfg.Social.X.BearerToken,
+				TemplatesDir: cfg.Notify.TemplatesDir, Logger: a.log.With("stage", "notify"), Registerer: a.reg,
+			})
+			if err != nil {
+				return fmt.Errorf("notifier: %w", err)
+			}
+			a.goBG(func() { _ = n.Run(runCtx) })
+		}
 	}
 	if cfg.HasRole(config.RoleQueues) {
 		a.queues, err = queue.New(ctx, a.h, nc, queue.Options{
@@ -331,6 +352,15 @@ func (a *App) stop(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// enabled turns a config list into an on/off map over every known name (unlisted names are off).
+func enabled(list []string, known ...string) map[string]bool {
+	m := make(map[string]bool, len(known))
+	for _, k := range known {
+		m[k] = slices.Contains(list, k)
+	}
+	return m
 }
 
 // unitDirectory adapts the IPN unit list to the desk channel.
