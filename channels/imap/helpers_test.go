@@ -215,15 +215,20 @@ func runMailbox(t testing.TB, o Options, sink channels.Sink) *running {
 // inbound reads every request on CAU_INBOUND.
 func (e *testEnv) inbound(t testing.TB) []channels.Request {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return readInbound(t, e.Inbound)
+}
+
+func readInbound(t testing.TB, stream jetstream.Stream) []channels.Request {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	info, err := e.Inbound.Info(ctx)
+	info, err := stream.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []channels.Request
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := e.Inbound.GetMsg(ctx, seq)
+		m, err := stream.GetMsg(ctx, seq)
 		if err != nil {
 			continue
 		}

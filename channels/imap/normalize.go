@@ -416,7 +416,7 @@ func decodeHeader(v string) string {
 	if s, err := wordDecoder.DecodeHeader(v); err == nil {
 		v = s
 	}
-	return strings.TrimSpace(strings.Join(strings.Fields(v), " "))
+	return strings.ToValidUTF8(strings.TrimSpace(strings.Join(strings.Fields(v), " ")), "\uFFFD")
 }
 
 // decodeParam decodes a MIME parameter that some clients still send RFC 2047 encoded.
@@ -435,7 +435,7 @@ func parseFrom(v string) (name, addr string) {
 		v = win1252([]byte(v))
 	}
 	if a, err := mail.ParseAddress(v); err == nil {
-		return strings.TrimSpace(a.Name), strings.ToLower(a.Address)
+		return decodeHeader(a.Name), strings.ToValidUTF8(strings.ToLower(a.Address), "")
 	}
 	// Lenient fallback: "Name <addr>" or a bare address.
 	dv := decodeHeader(v)

@@ -80,10 +80,7 @@ func joinSplit(sp Split) string {
 
 func TestNormalizeFixtureMails(t *testing.T) {
 	reqs := fixtureRequests(t)
-	units, err := config.LoadUnits("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	units := testUnits(t)
 	var unitOK, roleOK, extOK, n int
 	for _, mf := range readJSONL[mailManifest](t, "testdata/mail/manifest.jsonl") {
 		t.Run(mf.ID, func(t *testing.T) {
@@ -141,4 +138,13 @@ func TestNormalizeFixtureMails(t *testing.T) {
 		t.Errorf("signature extraction regressed")
 	}
 	t.Logf("of %d mails: unit right %d, role right %d, extension right %d", n, unitOK, roleOK, extOK)
+}
+
+func testUnits(t testing.TB) *config.Units {
+	t.Helper()
+	u, err := config.LoadUnits("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -11,10 +12,12 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/textproto"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -137,7 +140,15 @@ func (m *Mailbox) dial(ctx context.Context, s *session) (*imapclient.Client, err
 	default:
 		c = imapclient.New(conn, copts)
 	}
-	if err := c.WaitGreeting(); err != nil {
+	// go-imap waits 30 s for a greeting whatever the deadline: bound it by closing the connection.
+	var timedOut atomic.Bool
+	t := time.AfterFunc(o.CommandTimeout, func() { timedOut.Store(true); c.Close() })
+	err = c.WaitGreeting()
+	t.Stop()
+	if timedOut.Load() {
+		err = fmt.Errorf("%w after %v", ErrTimeout, o.CommandTimeout)
+	}
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("greeting %s: %w", o.Host, err)
 	}
@@ -332,6 +343,7 @@ func (s *session) batch(batch []pending) error {
 		}
 	}
 	raws := map[imap.UID][]byte{}
+	tFetch := time.Now()
 	if len(small) > 0 {
 		section := &imap.FetchItemBodySection{Peek: true}
 		err := s.do(o.CommandTimeout+time.Duration(total>>20)*time.Second, func() error {
@@ -387,25 +399,35 @@ func (s *session) batch(batch []pending) error {
 	s.m.stats.fetched.Add(int64(len(raws)))
 	s.m.m.fetched.WithLabelValues(o.Name).Add(float64(len(raws)))
 
+	dFetch := time.Since(tFetch)
+	tHandle := time.Now()
 	results := make([]result, len(batch))
-	sem := make(chan struct{}, o.Workers)
-	var wg sync.WaitGroup
-	for i, p := range batch {
-		raw, ok := raws[p.uid]
-		if !ok {
-			results[i] = result{uid: p.uid, out: outGone} // expunged meanwhile by someone else
-			continue
+	for _, wave := range waves(batch, raws) {
+		sem := make(chan struct{}, o.Workers)
+		var wg sync.WaitGroup
+		for _, i := range wave {
+			p := batch[i]
+			raw, ok := raws[p.uid]
+			if !ok {
+				results[i] = result{uid: p.uid, out: outGone} // expunged meanwhile by someone else
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(i int, p pending, raw []byte) {
+				defer func() { <-sem; wg.Done() }()
+				out, err := s.handle(p.uid, p.size, raw)
+				results[i] = result{uid: p.uid, out: out, err: err}
+			}(i, p, raw)
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int, p pending, raw []byte) {
-			defer func() { <-sem; wg.Done() }()
-			out, err := s.handle(p.uid, p.size, raw)
-			results[i] = result{uid: p.uid, out: out, err: err}
-		}(i, p, raw)
+		wg.Wait()
 	}
-	wg.Wait()
 
+	dHandle := time.Since(tHandle)
+	tFile := time.Now()
+	defer func() {
+		s.m.log.Debug("batch", "n", len(batch), "fetch", dFetch, "handle", dHandle, "file+checkpoint", time.Since(tFile))
+	}()
 	var firstErr error
 	groups := map[outcome]imap.UIDSet{}
 	newLast := s.cp.cp.LastUID
@@ -674,4 +696,50 @@ func (s *session) quarantine(uid imap.UID, raw []byte, reason, detail string) (o
 	s.m.m.quarantined.WithLabelValues(o.Name, reason).Inc()
 	s.m.log.Warn("poison mail quarantined", "uid", uid, "reason", reason, "detail", detail, "object", obj.Object)
 	return outQuarantined, nil
+}
+
+// waves orders a batch for concurrent handling: a message that repeats the Message-ID of an
+// earlier one in the batch, or answers one, waits for a later wave, so that the index entry it
+// needs (duplicate, follow-up) exists by then. Most batches are one wave.
+func waves(batch []pending, raws map[imap.UID][]byte) [][]int {
+	type ids struct {
+		mid  string
+		refs []string
+	}
+	hdr := make([]ids, len(batch))
+	for i, p := range batch {
+		raw := raws[p.uid]
+		if raw == nil {
+			continue
+		}
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			continue
+		}
+		hdr[i].mid = NormalizeMessageID(firstMsgID(h.Get("Message-Id")))
+		for _, r := range append(msgIDList(h.Get("In-Reply-To")), msgIDList(h.Get("References"))...) {
+			hdr[i].refs = append(hdr[i].refs, NormalizeMessageID(r))
+		}
+	}
+	level := make([]int, len(batch))
+	firstAt := map[string]int{} // message id -> index of its first occurrence
+	maxLevel := 0
+	for i := range batch {
+		for _, r := range append([]string{hdr[i].mid}, hdr[i].refs...) {
+			if j, ok := firstAt[r]; ok && r != "" && level[j]+1 > level[i] {
+				level[i] = level[j] + 1
+			}
+		}
+		if hdr[i].mid != "" {
+			if _, ok := firstAt[hdr[i].mid]; !ok {
+				firstAt[hdr[i].mid] = i
+			}
+		}
+		maxLevel = max(maxLevel, level[i])
+	}
+	out := make([][]int, maxLevel+1)
+	for i, l := range level {
+		out[l] = append(out[l], i)
+	}
+	return out
 }

@@ -217,7 +217,14 @@ func ExtractFields(sig, email string, units *config.Units) Fields {
 func ExtractFieldsFrom(sp Split, email string, units *config.Units) Fields {
 	f := ExtractFields(sp.Signature, email, units)
 	if sp.Signature == "" || f.Unit == "" || f.Role == "" || f.Extension == "" {
-		g := ExtractFields(sp.Text, email, units)
+		// Only the end of the text: where people sign without a separated signature. It also
+		// bounds the cost of the unit search on long mails.
+		lines := strings.Split(sp.Text, "\n")
+		tail := strings.Join(lines[max(0, len(lines)-12):], "\n")
+		if len(tail) > 4096 {
+			tail = tail[len(tail)-4096:]
+		}
+		g := ExtractFields(tail, email, units)
 		if f.Unit == "" {
 			f.Unit = g.Unit
 		}
@@ -231,7 +238,7 @@ func ExtractFieldsFrom(sp Split, email string, units *config.Units) Fields {
 	return f
 }
 
-// findUnit tries every line, every comma/parenthesis-separated piece and every run of up to 6
+// findUnit tries every line, every comma/parenthesis-separated piece and every run of up to 5
 // words against the unit list; the longest matching piece wins, later lines break ties (the
 // school usually comes last in a signature).
 func findUnit(sig string, units *config.Units) string {
@@ -257,11 +264,11 @@ func findUnit(sig string, units *config.Units) string {
 		for _, piece := range reSplit.Split(line, -1) {
 			try(piece)
 			words := strings.Fields(piece)
-			if len(words) > 24 {
-				words = words[:24]
+			if len(words) > 16 {
+				words = words[len(words)-16:]
 			}
 			for i := range words {
-				for j := i + 1; j <= len(words) && j <= i+6; j++ {
+				for j := i + 1; j <= len(words) && j <= i+5; j++ {
 					try(strings.Join(words[i:j], " "))
 				}
 			}

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/desk"
+	"github.com/ipn-cgsi/caud/channels/imap"
 	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/notify"
@@ -169,6 +172,26 @@ func (a *App) Start(ctx context.Context) error {
 			}
 			a.health = append(a.health, h)
 			mux.Handle("/webhooks/x", h)
+		}
+		holder := holderName()
+		for _, mb := range cfg.IMAP.Mailboxes {
+			m, err := imap.New(imap.Options{
+				Name: mb.Name, Address: mb.Address, Host: mb.Host, TLS: mb.TLS,
+				Username: mb.Username, Password: mb.Password, Folder: mb.Folder,
+				ProcessedFolder: mb.ProcessedFolder, FlagOnly: mb.FlagOnly, QuarantineFolder: mb.QuarantineFolder,
+				MaxMessageBytes: mb.MaxMessageBytes, PollInterval: mb.PollInterval, Channel: mb.Channel,
+				State: a.h.State, Requests: a.h.Requests, JS: a.h.JS, Holder: holder, Units: units,
+				Logger: a.log.With("channel", mb.Channel), Registerer: a.reg,
+			})
+			if err != nil {
+				return fmt.Errorf("mailbox %s: %w", mb.Name, err)
+			}
+			a.health = append(a.health, m)
+			a.goBG(func() {
+				if err := m.Run(runCtx, a.sink); err != nil && runCtx.Err() == nil {
+					a.log.Error("mailbox stopped", "mailbox", mb.Name, "err", err)
+				}
+			})
 		}
 		if cfg.Memo.Enabled {
 			m, err := memo.New(memo.Options{
@@ -352,6 +375,15 @@ func (a *App) stop(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// holderName identifies this process in mailbox leases: host and pid.
+func holderName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "caud"
+	}
+	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
 // enabled turns a config list into an on/off map over every known name (unlisted names are off).
