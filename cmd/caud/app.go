@@ -138,118 +138,19 @@ func (a *App) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	auth := a.auth()
 	if cfg.HasRole(config.RoleIntake) {
-		a.sink = natsjs.NewSink(a.h, natsjs.SinkOptions{Logger: a.log, Registerer: a.reg})
-		units, err := config.LoadUnits(cfg.Units.File)
-		if err != nil {
-			return fmt.Errorf("units: %w", err)
-		}
-		a.desk, err = desk.New(desk.Options{
-			Sink: a.sink, Units: unitDirectory{units}, Idempotency: a.h.Requests,
-			MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Logger: a.log.With("channel", "desk"),
-		})
-		if err != nil {
+		if err := a.startIntake(runCtx, mux, auth); err != nil {
 			return err
-		}
-		mux.Handle("POST /api/v1/requests", auth(a.desk))
-		if fb := cfg.Social.Facebook; fb.AppSecret != "" {
-			h, err := social.NewFacebook(social.FacebookOptions{
-				AppSecrets: []string{fb.AppSecret}, VerifyToken: fb.VerifyToken, Sink: a.sink, Seen: a.h.Requests,
-				Logger: a.log.With("channel", "facebook"), Registerer: a.reg,
-			})
-			if err != nil {
-				return fmt.Errorf("facebook webhook: %w", err)
-			}
-			a.health = append(a.health, h)
-			mux.Handle("/webhooks/facebook", h)
-		}
-		if x := cfg.Social.X; x.ConsumerSecret != "" {
-			h, err := social.NewX(social.XOptions{
-				ConsumerSecrets: []string{x.ConsumerSecret}, Sink: a.sink, Seen: a.h.Requests,
-				Logger: a.log.With("channel", "x"), Registerer: a.reg,
-			})
-			if err != nil {
-				return fmt.Errorf("x webhook: %w", err)
-			}
-			a.health = append(a.health, h)
-			mux.Handle("/webhooks/x", h)
-		}
-		holder := holderName()
-		for _, mb := range cfg.IMAP.Mailboxes {
-			m, err := imap.New(imap.Options{
-				Name: mb.Name, Address: mb.Address, Host: mb.Host, TLS: mb.TLS,
-				Username: mb.Username, Password: mb.Password, Folder: mb.Folder,
-				ProcessedFolder: mb.ProcessedFolder, FlagOnly: mb.FlagOnly, QuarantineFolder: mb.QuarantineFolder,
-				MaxMessageBytes: mb.MaxMessageBytes, PollInterval: mb.PollInterval, Channel: mb.Channel,
-				State: a.h.State, Requests: a.h.Requests, JS: a.h.JS, Holder: holder, Units: units,
-				Logger: a.log.With("channel", mb.Channel), Registerer: a.reg,
-			})
-			if err != nil {
-				return fmt.Errorf("mailbox %s: %w", mb.Name, err)
-			}
-			a.health = append(a.health, m)
-			a.goBG(func() {
-				if err := m.Run(runCtx, a.sink); err != nil && runCtx.Err() == nil {
-					a.log.Error("mailbox stopped", "mailbox", mb.Name, "err", err)
-				}
-			})
-		}
-		if cfg.Memo.Enabled {
-			m, err := memo.New(memo.Options{
-				SpoolDir: cfg.Memo.SpoolDir, MaxBytes: cfg.Memo.MaxBytes, Workers: cfg.Memo.Workers,
-				PageWorkers: cfg.Memo.PageWorkers, PageTimeout: cfg.Memo.PageTimeout, MaxPages: cfg.Memo.MaxPages,
-				Units: unitDirectory{units}, Sink: a.sink, Logger: a.log.With("channel", "memo"), Registerer: a.reg,
-			})
-			if err != nil {
-				return fmt.Errorf("memo channel: %w", err)
-			}
-			a.health = append(a.health, m)
-			mux.Handle("POST /api/v1/memos", auth(m))
-			a.goBG(func() {
-				if err := m.Run(runCtx, a.sink); err != nil && runCtx.Err() == nil {
-					a.log.Error("memo channel stopped", "err", err)
-				}
-			})
 		}
 	}
 	if cfg.HasRole(config.RoleTriage) {
-		a.worker, err = worker.New(ctx, a.h, worker.Options{
-			Decide:     func(in triage.Input) triage.Triage { return a.catalog.Engine().Decide(in) },
-			MaxDeliver: cfg.Triage.MaxDeliver, AckWait: cfg.Triage.AckWait, Workers: cfg.Triage.Workers,
-			Batch: cfg.Triage.Batch, Logger: a.log.With("stage", "triage"), Registerer: a.reg,
-		})
-		if err != nil {
+		if err := a.startTriage(ctx, runCtx); err != nil {
 			return err
-		}
-		a.goBG(func() { _ = a.worker.Run(runCtx) })
-		if cfg.Notify.Enabled {
-			n, err := notify.New(ctx, notify.Options{
-				JS: a.h.JS, Triaged: a.h.Triaged, Requests: a.h.Requests, Replicas: cfg.NATS.Replicas,
-				MaxAge: cfg.Notify.MaxAge, MaxPerSenderPerDay: cfg.Notify.MaxPerSenderPerDay,
-				Channels: enabled(cfg.Notify.Channels, "email", "memo", "facebook", "x", "phone", "in_person"),
-				Outcomes: enabled(cfg.Notify.Outcomes, triage.Outcomes...),
-				SMTP: notify.SMTPOptions{
-					Host: cfg.Notify.SMTP.Host, Port: cfg.Notify.SMTP.Port, TLS: cfg.Notify.SMTP.TLS,
-					Username: cfg.Notify.SMTP.Username, Password: cfg.Notify.SMTP.Password, From: cfg.Notify.SMTP.From,
-				},
-				FacebookAPIBase: cfg.Social.Facebook.APIBase, FacebookPageToken: cfg.Social.Facebook.PageAccessToken,
-				XAPIBase: cfg.Social.X.APIBase, XBearerToken: cfg.Social.X.BearerToken,
-				TemplatesDir: cfg.Notify.TemplatesDir, Logger: a.log.With("stage", "notify"), Registerer: a.reg,
-			})
-			if err != nil {
-				return fmt.Errorf("notifier: %w", err)
-			}
-			a.goBG(func() { _ = n.Run(runCtx) })
 		}
 	}
 	if cfg.HasRole(config.RoleQueues) {
-		a.queues, err = queue.New(ctx, a.h, nc, queue.Options{
-			Lease: cfg.Queues.Lease, MaxLease: cfg.Queues.MaxLease, Logger: a.log.With("stage", "queues"), Registerer: a.reg,
-			Catalog: func() queue.Catalog { return a.catalog.Engine().Catalog() },
-		})
-		if err != nil {
+		if err := a.startQueues(ctx, mux, auth); err != nil {
 			return err
 		}
-		a.queues.Register(mux, auth)
 	}
 	deadletter.New(a.h, a.log.With("stage", "deadletter")).Register(mux, auth)
 	a.registerOps(mux)
@@ -274,6 +175,135 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	})
 	a.log.Info("caud ready", "http", "http://"+ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir)
+	return nil
+}
+
+// startIntake starts the channels: desk API, webhooks, mailboxes and the memo spool, all publishing
+// through one sink.
+func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
+	cfg := a.cfg
+	a.sink = natsjs.NewSink(a.h, natsjs.SinkOptions{Logger: a.log, Registerer: a.reg})
+	units, err := config.LoadUnits(cfg.Units.File)
+	if err != nil {
+		return fmt.Errorf("units: %w", err)
+	}
+	a.desk, err = desk.New(desk.Options{
+		Sink: a.sink, Units: unitDirectory{units}, Idempotency: a.h.Requests,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Logger: a.log.With("channel", "desk"),
+	})
+	if err != nil {
+		return err
+	}
+	mux.Handle("POST /api/v1/requests", auth(a.desk))
+	if fb := cfg.Social.Facebook; fb.AppSecret != "" {
+		h, err := social.NewFacebook(social.FacebookOptions{
+			AppSecrets: []string{fb.AppSecret}, VerifyToken: fb.VerifyToken, Sink: a.sink, Seen: a.h.Requests,
+			Logger: a.log.With("channel", "facebook"), Registerer: a.reg,
+		})
+		if err != nil {
+			return fmt.Errorf("facebook webhook: %w", err)
+		}
+		a.health = append(a.health, h)
+		mux.Handle("/webhooks/facebook", h)
+	}
+	if x := cfg.Social.X; x.ConsumerSecret != "" {
+		h, err := social.NewX(social.XOptions{
+			ConsumerSecrets: []string{x.ConsumerSecret}, Sink: a.sink, Seen: a.h.Requests,
+			Logger: a.log.With("channel", "x"), Registerer: a.reg,
+		})
+		if err != nil {
+			return fmt.Errorf("x webhook: %w", err)
+		}
+		a.health = append(a.health, h)
+		mux.Handle("/webhooks/x", h)
+	}
+	holder := holderName()
+	for _, mb := range cfg.IMAP.Mailboxes {
+		m, err := imap.New(imap.Options{
+			Name: mb.Name, Address: mb.Address, Host: mb.Host, TLS: mb.TLS,
+			Username: mb.Username, Password: mb.Password, Folder: mb.Folder,
+			ProcessedFolder: mb.ProcessedFolder, FlagOnly: mb.FlagOnly, QuarantineFolder: mb.QuarantineFolder,
+			MaxMessageBytes: mb.MaxMessageBytes, PollInterval: mb.PollInterval, Channel: mb.Channel,
+			State: a.h.State, Requests: a.h.Requests, JS: a.h.JS, Holder: holder, Units: units,
+			Logger: a.log.With("channel", mb.Channel), Registerer: a.reg,
+		})
+		if err != nil {
+			return fmt.Errorf("mailbox %s: %w", mb.Name, err)
+		}
+		a.health = append(a.health, m)
+		a.goBG(func() {
+			if err := m.Run(runCtx, a.sink); err != nil && runCtx.Err() == nil {
+				a.log.Error("mailbox stopped", "mailbox", mb.Name, "err", err)
+			}
+		})
+	}
+	if cfg.Memo.Enabled {
+		m, err := memo.New(memo.Options{
+			SpoolDir: cfg.Memo.SpoolDir, MaxBytes: cfg.Memo.MaxBytes, Workers: cfg.Memo.Workers,
+			PageWorkers: cfg.Memo.PageWorkers, PageTimeout: cfg.Memo.PageTimeout, MaxPages: cfg.Memo.MaxPages,
+			Units: unitDirectory{units}, Sink: a.sink, Logger: a.log.With("channel", "memo"), Registerer: a.reg,
+		})
+		if err != nil {
+			return fmt.Errorf("memo channel: %w", err)
+		}
+		a.health = append(a.health, m)
+		mux.Handle("POST /api/v1/memos", auth(m))
+		a.goBG(func() {
+			if err := m.Run(runCtx, a.sink); err != nil && runCtx.Err() == nil {
+				a.log.Error("memo channel stopped", "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// startTriage starts the triage worker and, when notify.enabled, the notifier.
+func (a *App) startTriage(ctx, runCtx context.Context) error {
+	cfg := a.cfg
+	var err error
+	a.worker, err = worker.New(ctx, a.h, worker.Options{
+		Decide:     func(in triage.Input) triage.Triage { return a.catalog.Engine().Decide(in) },
+		MaxDeliver: cfg.Triage.MaxDeliver, AckWait: cfg.Triage.AckWait, Workers: cfg.Triage.Workers,
+		Batch: cfg.Triage.Batch, Logger: a.log.With("stage", "triage"), Registerer: a.reg,
+	})
+	if err != nil {
+		return err
+	}
+	a.goBG(func() { _ = a.worker.Run(runCtx) })
+	if cfg.Notify.Enabled {
+		n, err := notify.New(ctx, notify.Options{
+			JS: a.h.JS, Triaged: a.h.Triaged, Requests: a.h.Requests, Replicas: cfg.NATS.Replicas,
+			MaxAge: cfg.Notify.MaxAge, MaxPerSenderPerDay: cfg.Notify.MaxPerSenderPerDay,
+			Channels: enabled(cfg.Notify.Channels, "email", "memo", "facebook", "x", "phone", "in_person"),
+			Outcomes: enabled(cfg.Notify.Outcomes, triage.Outcomes...),
+			SMTP: notify.SMTPOptions{
+				Host: cfg.Notify.SMTP.Host, Port: cfg.Notify.SMTP.Port, TLS: cfg.Notify.SMTP.TLS,
+				Username: cfg.Notify.SMTP.Username, Password: cfg.Notify.SMTP.Password, From: cfg.Notify.SMTP.From,
+			},
+			FacebookAPIBase: cfg.Social.Facebook.APIBase, FacebookPageToken: cfg.Social.Facebook.PageAccessToken,
+			XAPIBase: cfg.Social.X.APIBase, XBearerToken: cfg.Social.X.BearerToken,
+			TemplatesDir: cfg.Notify.TemplatesDir, Logger: a.log.With("stage", "notify"), Registerer: a.reg,
+		})
+		if err != nil {
+			return fmt.Errorf("notifier: %w", err)
+		}
+		a.goBG(func() { _ = n.Run(runCtx) })
+	}
+	return nil
+}
+
+// startQueues creates the agents' work queues and registers their API.
+func (a *App) startQueues(ctx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
+	cfg := a.cfg
+	var err error
+	a.queues, err = queue.New(ctx, a.h, a.nc, queue.Options{
+		Lease: cfg.Queues.Lease, MaxLease: cfg.Queues.MaxLease, Logger: a.log.With("stage", "queues"), Registerer: a.reg,
+		Catalog: func() queue.Catalog { return a.catalog.Engine().Catalog() },
+	})
+	if err != nil {
+		return err
+	}
+	a.queues.Register(mux, auth)
 	return nil
 }
 
