@@ -173,6 +173,32 @@ func (u *Units) Match(s string) (Unit, bool) {
 	return u.units[i], true
 }
 
+// Found is a unit named somewhere in a text: Key is the folded form of the words that name it (its
+// length tells a long, specific name from a short one).
+type Found struct {
+	Unit Unit
+	Key  string
+}
+
+// Find returns the units named in s: every run of up to maxTokens consecutive words that Match
+// would accept on its own. s is folded once, so Find is cheap on long texts (a signature, a memo)
+// where calling Match on every run of words would fold each run again.
+func (u *Units) Find(s string, maxTokens int) []Found {
+	f := fold(s)
+	var out []Found
+	var b strings.Builder
+	for i := range f.tokens {
+		b.Reset()
+		for j := i; j < len(f.tokens) && j < i+maxTokens; j++ {
+			b.WriteString(f.tokens[j])
+			if k, ok := u.index[b.String()]; ok {
+				out = append(out, Found{Unit: u.units[k], Key: b.String()})
+			}
+		}
+	}
+	return out
+}
+
 // Suggest returns up to n units close to s, best first: an exact Match comes first, then units by a
 // score mixing the edit distance between folded forms, shared and prefix tokens, and a prefix of the
 // whole form. Units scoring below a threshold are left out, so the result may be empty. n <= 0 gives

@@ -184,26 +184,85 @@ type Fields struct {
 	Extension string
 }
 
+var ()
+
+// Words that say the requester's role, folded (lowercase, no accents). Two-word cues are joined
+// with a space. Looking words up in sets is many times faster than case-insensitive regular
+// expressions over a whole signature.
 var (
-	reDocente = regexp.MustCompile(`(?i)\b(profesora?|docente|acad[ée]mic[oa]|investigador(a)?|catedr[áa]tic[oa]|academia|maestr[oa] de)\b`)
-	reAdmin   = regexp.MustCompile(`(?i)\b(jef[ea]|coordinador(a)?|subdirector(a)?|director(a)?|auxiliar|apoyo t[ée]cnico|secretari[oa]|analista|administrativ[oa]|asistente|encargad[oa]|responsable|t[ée]cnico|departamento|subdirecci[óo]n|direcci[óo]n|gesti[óo]n escolar)\b`)
-	reAlumno  = regexp.MustCompile(`(?i)\b(alumn[oa]|estudiante|boleta)\b`)
-	reSplit   = regexp.MustCompile(`[,;|()"“”«»\n]+`)
+	docenteWords = wordSet("profesor", "profesora", "docente", "academico", "academica", "investigador",
+		"investigadora", "catedratico", "catedratica", "academia", "maestro de", "maestra de")
+	alumnoWords = wordSet("alumno", "alumna", "estudiante", "boleta")
+	adminWords  = wordSet("jefe", "jefa", "coordinador", "coordinadora", "subdirector", "subdirectora",
+		"director", "directora", "auxiliar", "apoyo tecnico", "secretario", "secretaria", "analista",
+		"administrativo", "administrativa", "asistente", "encargado", "encargada", "responsable", "tecnico",
+		"departamento", "subdireccion", "direccion", "gestion escolar")
 )
+
+func wordSet(words ...string) map[string]bool {
+	m := make(map[string]bool, len(words))
+	for _, w := range words {
+		m[w] = true
+	}
+	return m
+}
+
+// hasExtensionCue is a cheap test before the extension expression: "ext" or "red ipn" in any case.
+func hasExtensionCue(s string) bool {
+	low := strings.ToLower(s)
+	return strings.Contains(low, "ext") || strings.Contains(low, "red ipn")
+}
+
+// roleWords reports which role cues the text has, word by word (and pairs of words).
+func roleWords(s string) (docente, alumno, admin bool) {
+	words := strings.FieldsFunc(foldAccents(s), func(r rune) bool { return !unicode.IsLetter(r) })
+	for i, w := range words {
+		pair := ""
+		if i+1 < len(words) {
+			pair = w + " " + words[i+1]
+		}
+		docente = docente || docenteWords[w] || docenteWords[pair]
+		alumno = alumno || alumnoWords[w]
+		admin = admin || adminWords[w] || adminWords[pair]
+	}
+	return docente, alumno, admin
+}
+
+// foldAccents lowercases s and removes the accents of Spanish vowels.
+func foldAccents(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r = unicode.ToLower(r); r {
+		case 'á':
+			return 'a'
+		case 'é':
+			return 'e'
+		case 'í':
+			return 'i'
+		case 'ó':
+			return 'o'
+		case 'ú', 'ü':
+			return 'u'
+		}
+		return r
+	}, s)
+}
 
 // ExtractFields reads unit, role and extension off a signature (or, when there is none, the last
 // lines of the text). units may be nil (no unit is then recognized).
 func ExtractFields(sig, email string, units *config.Units) Fields {
 	var f Fields
-	if m := reExtension.FindStringSubmatch(sig); m != nil {
-		f.Extension = m[1]
+	if hasExtensionCue(sig) {
+		if m := reExtension.FindStringSubmatch(sig); m != nil {
+			f.Extension = m[1]
+		}
 	}
+	docente, alumno, admin := roleWords(sig)
 	switch {
-	case reDocente.MatchString(sig):
+	case docente:
 		f.Role = "docente"
-	case reAlumno.MatchString(sig) || strings.HasSuffix(strings.ToLower(email), "@alumno.ipn.mx"):
+	case alumno || strings.HasSuffix(strings.ToLower(email), "@alumno.ipn.mx"):
 		f.Role = "alumno"
-	case reAdmin.MatchString(sig):
+	case admin:
 		f.Role = "administrativo"
 	}
 	if units != nil {
@@ -242,35 +301,20 @@ func ExtractFieldsFrom(sp Split, email string, units *config.Units) Fields {
 // words against the unit list; the longest matching piece wins, later lines break ties (the
 // school usually comes last in a signature).
 func findUnit(sig string, units *config.Units) string {
-	// A school or centre beats a central office ("Recursos Humanos, CECyT 5" is CECyT 5's).
+	// A school or centre beats a central office ("Recursos Humanos, CECyT 5" is CECyT 5's); among
+	// equals, the longest name wins.
 	best, bestScore := "", 0
-	try := func(s string) {
-		s = strings.TrimSpace(s)
-		if s == "" || len(s) > 120 {
-			return
+	for _, line := range strings.Split(sig, "\n") {
+		if len(line) > 400 {
+			continue
 		}
-		if u, ok := units.Match(s); ok {
-			score := len(s)
-			if u.Kind != "unidad_administrativa" {
+		for _, f := range units.Find(line, 12) {
+			score := len(f.Key)
+			if f.Unit.Kind != "unidad_administrativa" {
 				score += 1000
 			}
 			if score >= bestScore {
-				best, bestScore = u.ID, score
-			}
-		}
-	}
-	for _, line := range strings.Split(sig, "\n") {
-		try(line)
-		for _, piece := range reSplit.Split(line, -1) {
-			try(piece)
-			words := strings.Fields(piece)
-			if len(words) > 16 {
-				words = words[len(words)-16:]
-			}
-			for i := range words {
-				for j := i + 1; j <= len(words) && j <= i+5; j++ {
-					try(strings.Join(words[i:j], " "))
-				}
+				best, bestScore = f.Unit.ID, score
 			}
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -57,7 +58,21 @@ func run() int {
 	flag.StringVar(&c.storeDir, "store", "", "embedded JetStream store dir (default a temporary dir)")
 	flag.StringVar(&c.maildir, "maildir", "", "bulk mode: fill by writing files into this Maildir (e.g. …/mail/load) instead of APPEND")
 	flag.BoolVar(&c.fill, "fill", true, "bulk mode: fill the mailbox first")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the adapter too, in-process) to the file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "imapload:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "imapload:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	if err := checkLoopback(c.imapAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "imapload:", err)
