@@ -8,18 +8,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ipn-cgsi/caud/cmd/internal/loadtest"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -48,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := loopbackOnly(*server); err != nil {
+	if err := loadtest.LoopbackURL(*server); err != nil {
 		fmt.Fprintln(stderr, "caudload:", err)
 		return 2
 	}
@@ -99,13 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	wg.Wait()
 	elapsed := time.Since(start)
 	ok := slices.DeleteFunc(lat, func(d time.Duration) bool { return d == 0 })
-	slices.Sort(ok)
-	pct := func(p float64) time.Duration {
-		if len(ok) == 0 {
-			return 0
-		}
-		return ok[min(len(ok)-1, int(p*float64(len(ok))))]
-	}
+	pct := loadtest.Percentiles(ok)
 	fmt.Fprintf(stdout, "intake: %d accepted, %d failed in %s: %.0f req/s; latency p50 %s p90 %s p99 %s max %s\n",
 		len(ok), failed.Load(), elapsed.Round(time.Millisecond), float64(len(ok))/elapsed.Seconds(),
 		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
@@ -155,20 +148,4 @@ func queued(client *http.Client, server, token string) (int64, error) {
 		n += q.Pending + q.InProgress
 	}
 	return n, nil
-}
-
-// loopbackOnly refuses targets that are not this machine: a load tool never leaves loopback.
-func loopbackOnly(server string) error {
-	u, err := url.Parse(server)
-	if err != nil {
-		return err
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return errors.New("--server must be a loopback address (127.0.0.0/8, ::1 or localhost)")
 }

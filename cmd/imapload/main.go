@@ -17,11 +17,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/imap"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/cmd/internal/loadtest"
 )
 
 func main() { os.Exit(run()) }
@@ -74,7 +74,7 @@ func run() int {
 		defer pprof.StopCPUProfile()
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
-	if err := checkLoopback(c.imapAddr); err != nil {
+	if err := loadtest.LoopbackAddr(c.imapAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "imapload:", err)
 		return 2
 	}
@@ -85,23 +85,6 @@ func run() int {
 		return 1
 	}
 	return 0
-}
-
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("--imap %q: %w", addr, err)
-	}
-	ips, err := net.LookupIP(host)
-	if err != nil {
-		return fmt.Errorf("--imap %q: %w", addr, err)
-	}
-	for _, ip := range ips {
-		if !ip.IsLoopback() {
-			return fmt.Errorf("--imap %q is not a loopback address: imapload only fills local test servers", addr)
-		}
-	}
-	return nil
 }
 
 func load(ctx context.Context, c config, log *slog.Logger) error {

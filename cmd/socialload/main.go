@@ -22,17 +22,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +38,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/social"
+	"github.com/ipn-cgsi/caud/cmd/internal/loadtest"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -94,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer inproc.stop()
 		*server = inproc.url
 		fmt.Fprintf(stdout, "in-process: embedded JetStream (file store) and the webhook handlers on %s\n", inproc.url)
-	} else if err := loopbackOnly(*server); err != nil {
+	} else if err := loadtest.LoopbackURL(*server); err != nil {
 		fmt.Fprintln(stderr, "socialload:", err)
 		return 2
 	}
@@ -168,13 +166,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	wg.Wait()
 	elapsed := time.Since(start)
 	ok := slices.DeleteFunc(lat, func(d time.Duration) bool { return d == 0 })
-	slices.Sort(ok)
-	pct := func(p float64) time.Duration {
-		if len(ok) == 0 {
-			return 0
-		}
-		return ok[min(len(ok)-1, int(p*float64(len(ok))))].Round(10 * time.Microsecond)
-	}
+	percentile := loadtest.Percentiles(ok)
+	pct := func(p float64) time.Duration { return percentile(p).Round(10 * time.Microsecond) }
 	fmt.Fprintf(stdout, "deliveries: %d accepted (200 after durable publish), %d failed in %s: %.0f deliveries/s, %.0f requests/s (%d per delivery, platform %s, %d clients)\n",
 		len(ok), failed.Load(), elapsed.Round(time.Millisecond), float64(len(ok))/elapsed.Seconds(),
 		float64(len(ok)**events)/elapsed.Seconds(), *events, *platform, *c)
@@ -343,23 +336,4 @@ func (p *inProcess) inboundMsgs() (uint64, error) {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
 	return info.State.Msgs, nil
-}
-
-// loopbackOnly refuses targets that are not this machine: a load tool never leaves loopback.
-func loopbackOnly(server string) error {
-	u, err := url.Parse(server)
-	if err != nil {
-		return err
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	if strings.TrimSpace(host) == "" {
-		return errors.New("--server needs a host")
-	}
-	return errors.New("--server must be a loopback address (127.0.0.0/8, ::1 or localhost)")
 }
