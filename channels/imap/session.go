@@ -299,16 +299,41 @@ func (s *session) sync() error {
 			return nil
 		}
 		sort.Slice(todo, func(i, j int) bool { return todo[i].uid < todo[j].uid })
+		var inflight chan error
+		wait := func() error {
+			if inflight == nil {
+				return nil
+			}
+			err := <-inflight
+			inflight = nil
+			return err
+		}
 		for len(todo) > 0 {
 			n, bytes := 0, int64(0)
 			for n < len(todo) && n < o.BatchSize && (n == 0 || bytes+min(todo[n].size, o.MaxMessageBytes) <= o.BatchBytes) {
 				bytes += min(todo[n].size, o.MaxMessageBytes)
 				n++
 			}
-			if err := s.batch(todo[:n]); err != nil {
+			b, err := s.prepare(todo[:n], last)
+			if werr := wait(); werr != nil {
+				return werr
+			}
+			if err != nil {
 				return err
 			}
+			if b.firstErr != nil {
+				return s.commit(b)
+			}
+			// Batch n is filed (STORE, MOVE, checkpoint) while batch n+1 is fetched and handled:
+			// the IMAP server's work overlaps ours. Commits stay strictly in order.
+			last = b.newLast
+			done := make(chan error, 1)
+			go func() { done <- s.commit(b) }()
+			inflight = done
 			todo = todo[n:]
+		}
+		if err := wait(); err != nil {
+			return err
 		}
 	}
 }
@@ -329,8 +354,19 @@ type result struct {
 	err error
 }
 
-// batch fetches, handles and files one batch, then advances the checkpoint over the handled prefix.
-func (s *session) batch(batch []pending) error {
+// prepared is a fetched and handled batch waiting to be filed.
+type prepared struct {
+	n        int
+	groups   map[outcome]imap.UIDSet
+	newLast  uint32
+	firstErr error
+	dFetch   time.Duration
+	dHandle  time.Duration
+}
+
+// prepare fetches and handles one batch (publishing what it can). last is the checkpoint the batch
+// follows; the result says how far the checkpoint may advance once the batch is filed.
+func (s *session) prepare(batch []pending, last uint32) (*prepared, error) {
 	o := s.m.o
 	var small, large imap.UIDSet
 	var total int64
@@ -377,7 +413,7 @@ func (s *session) batch(batch []pending) error {
 			return cmd.Close()
 		})
 		if err != nil {
-			return fmt.Errorf("fetch: %w", err)
+			return nil, fmt.Errorf("fetch: %w", err)
 		}
 	}
 	if len(large) > 0 {
@@ -388,7 +424,7 @@ func (s *session) batch(batch []pending) error {
 			bufs, err = s.c.Fetch(large, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
 			return err
 		}); err != nil {
-			return fmt.Errorf("fetch headers: %w", err)
+			return nil, fmt.Errorf("fetch headers: %w", err)
 		}
 		for _, b := range bufs {
 			if len(b.BodySection) > 0 {
@@ -423,32 +459,37 @@ func (s *session) batch(batch []pending) error {
 		wg.Wait()
 	}
 
-	dHandle := time.Since(tHandle)
-	tFile := time.Now()
-	defer func() {
-		s.m.log.Debug("batch", "n", len(batch), "fetch", dFetch, "handle", dHandle, "file+checkpoint", time.Since(tFile))
-	}()
-	var firstErr error
-	groups := map[outcome]imap.UIDSet{}
-	newLast := s.cp.cp.LastUID
+	b := &prepared{n: len(batch), groups: map[outcome]imap.UIDSet{}, newLast: last, dFetch: dFetch, dHandle: time.Since(tHandle)}
 	prefix := true
 	for _, r := range results {
 		if r.out == outFailed {
 			prefix = false
-			if firstErr == nil {
-				firstErr = fmt.Errorf("uid %d: %w", r.uid, r.err)
+			if b.firstErr == nil {
+				b.firstErr = fmt.Errorf("uid %d: %w", r.uid, r.err)
 			}
 			continue
 		}
 		if r.out != outGone {
-			set := groups[r.out]
+			set := b.groups[r.out]
 			set.AddNum(r.uid)
-			groups[r.out] = set
+			b.groups[r.out] = set
 		}
 		if prefix {
-			newLast = uint32(r.uid)
+			b.newLast = uint32(r.uid)
 		}
 	}
+	return b, nil
+}
+
+// commit files a prepared batch, then advances the checkpoint over its handled prefix. It returns
+// the batch's first handling error, if any, once the rest is filed.
+func (s *session) commit(b *prepared) error {
+	o := s.m.o
+	tFile := time.Now()
+	defer func() {
+		s.m.log.Debug("batch", "n", b.n, "fetch", b.dFetch, "handle", b.dHandle, "file+checkpoint", time.Since(tFile))
+	}()
+	groups := b.groups
 	// File the handled mail before advancing the checkpoint: a crash in between re-reads it, and
 	// the Message-ID index turns that into a duplicate, not a second request.
 	if err := s.file(groups[outProcessed], o.ProcessedFolder, KeywordProcessed); err != nil {
@@ -460,10 +501,10 @@ func (s *session) batch(batch []pending) error {
 	if err := s.file(groups[outQuarantined], o.QuarantineFolder, KeywordQuarantined); err != nil {
 		return err
 	}
-	if err := s.cp.save(s.ctx, Checkpoint{UIDValidity: s.uidv, LastUID: newLast}); err != nil {
+	if err := s.cp.save(s.ctx, Checkpoint{UIDValidity: s.uidv, LastUID: b.newLast}); err != nil {
 		return err
 	}
-	return firstErr
+	return b.firstErr
 }
 
 // file marks uids \Seen and moves them to folder (MOVE, else COPY + STORE \Deleted + UID

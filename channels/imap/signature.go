@@ -67,6 +67,9 @@ func SplitBody(body, fromName string) Split {
 func quoteStart(lines []string) int {
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
+		if !mayStartQuote(t) {
+			continue
+		}
 		for _, re := range reQuoteHeader {
 			if re.MatchString(t) {
 				return i
@@ -100,6 +103,23 @@ func quoteStart(lines []string) int {
 		}
 	}
 	return -1
+}
+
+// mayStartQuote is a cheap test before the expressions of quoteStart, all of which are anchored at
+// the start of the line: "-----", "_____", "El/On …", "De:/From:", ">".
+func mayStartQuote(t string) bool {
+	if t == "" {
+		return false
+	}
+	c := t[0]
+	if c >= 'A' && c <= 'Z' {
+		c += 'a' - 'A'
+	}
+	switch c {
+	case '-', '_', 'e', 'o', 'd', 'f', '>':
+		return true
+	}
+	return false
 }
 
 func signatureStart(lines []string, fromName string) int {
