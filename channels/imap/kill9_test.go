@@ -2,6 +2,7 @@ package imap
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -20,9 +21,6 @@ import (
 // that is killed with SIGKILL at random points and restarted, then checks that every mail became
 // exactly one request.
 func TestKill9WhileIngestingLosesAndDoublesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: -short")
-	}
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("IMAP_KILL9_MAILS")); err == nil {
 		n = v
@@ -51,7 +49,7 @@ func TestKill9WhileIngestingLosesAndDoublesNothing(t *testing.T) {
 	kills := 0
 	start := time.Now()
 	for round := 0; ; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.v")
+		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "IMAP_KILL9_CHILD=1", "IMAP_KILL9_NATS="+ns.ClientURL(), "IMAP_KILL9_IMAP="+srv.Addr)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -85,22 +83,30 @@ func TestKill9WhileIngestingLosesAndDoublesNothing(t *testing.T) {
 	}
 }
 
-// TestKill9Child is the child process of the kill -9 test; it does nothing in a normal run.
-func TestKill9Child(t *testing.T) {
-	if os.Getenv("IMAP_KILL9_CHILD") == "" {
-		t.Skip("helper process of TestKill9WhileIngestingLosesAndDoublesNothing")
+// TestMain runs the child process of the kill -9 test when the test binary is started as one;
+// otherwise the tests as usual.
+func TestMain(m *testing.M) {
+	if os.Getenv("IMAP_KILL9_CHILD") != "" {
+		os.Exit(kill9Child())
 	}
+	os.Exit(m.Run())
+}
+
+// kill9Child ingests the test mailbox until SIGTERM or SIGKILL.
+func kill9Child() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	nc, err := natsjs.Connect(ctx, natsjs.ConnectOptions{URLs: []string{os.Getenv("IMAP_KILL9_NATS")}}, nil)
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, "kill9 child:", err)
+		return 1
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	h, err := natsjs.EnsureTopology(ctx, js, natsjs.Topology{})
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, "kill9 child:", err)
+		return 1
 	}
 	sink := natsjs.NewSink(h, natsjs.SinkOptions{})
 	o := Options{
@@ -110,7 +116,9 @@ func TestKill9Child(t *testing.T) {
 	}
 	mb, err := New(o)
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, "kill9 child:", err)
+		return 1
 	}
 	_ = mb.Run(ctx, sink)
+	return 0
 }
