@@ -214,10 +214,26 @@ func (q *Queues) Claim(ctx context.Context, queue, agent string) (*Claim, error)
 		_ = m.Nak()
 		return nil, fmt.Errorf("claim %s: record lease: %w", queue, err)
 	}
+	q.waitIndexed(ctx, l.RequestID, l.Seq)
 	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
 		st.State, st.Queue, st.Agent, st.TriagedSeq = natsjs.StateClaimed, queue, agent, l.Seq
 	})
 	return &Claim{Lease: l.ID, ExpiresAt: l.ExpiresAt, Item: m.Data()}, nil
+}
+
+// waitIndexed waits, briefly, until the triage worker's index entry for this item has landed: the
+// worker writes it without compare-and-set (one write per request at full speed), so a claim
+// recorded before it would be overwritten to "queued". Half a second at most; a claim is never
+// refused for it.
+func (q *Queues) waitIndexed(ctx context.Context, id string, seq uint64) {
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for {
+		st, _, err := natsjs.GetState(ctx, q.h.Requests, id)
+		if err == nil && st.TriagedSeq >= seq || err != nil && !errors.Is(err, natsjs.ErrUnknownRequest) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (q *Queues) lease(ctx context.Context, id string) (Lease, uint64, error) {
