@@ -163,7 +163,7 @@ func TestDefaultCatalog(t *testing.T) {
 	if !regexp.MustCompile(`^\S+\+[0-9a-f]{8}$`).MatchString(c.Version()) {
 		t.Errorf("version %q", c.Version())
 	}
-	if DefaultCatalog() != DefaultCatalog() {
+	if first, second := DefaultCatalog(), DefaultCatalog(); first != second {
 		t.Error("default catalog parsed more than once")
 	}
 	areas := map[string]bool{}

@@ -79,18 +79,7 @@ func nonEmpty(ss []string) []string {
 // (a signed delivery: 200 "EVENT_RECEIVED" once every request is durably published; 401 unsigned
 // or badly signed, 413 too large, 400 malformed, 503 or 500 when not published).
 func (f *Facebook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
-		f.verify(w, r)
-	case http.MethodPost:
-		start := time.Now()
-		f.post(w, r)
-		f.m.seconds.WithLabelValues(f.platform).Observe(time.Since(start).Seconds())
-	default:
-		f.m.deliveries.WithLabelValues(f.platform, "bad_method").Inc()
-		w.Header().Set("Allow", "GET, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-	}
+	f.serve(w, r, f.verify, f.post)
 }
 
 func (f *Facebook) verify(w http.ResponseWriter, r *http.Request) {

@@ -134,6 +134,23 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 }
 
 // common is what both handlers share: options after defaults, the publishing path and health.
+// serve dispatches a webhook request: GET to the platform's verification, POST to a delivery
+// (timed), anything else 405.
+func (c *common) serve(w http.ResponseWriter, r *http.Request, get, post http.HandlerFunc) {
+	switch r.Method {
+	case http.MethodGet:
+		get(w, r)
+	case http.MethodPost:
+		start := time.Now()
+		post(w, r)
+		c.m.seconds.WithLabelValues(c.platform).Observe(time.Since(start).Seconds())
+	default:
+		c.m.deliveries.WithLabelValues(c.platform, "bad_method").Inc()
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
 type common struct {
 	platform       string
 	maxBody        int64

@@ -73,18 +73,7 @@ func NewX(o XOptions) (*X, error) {
 // published; 401 unsigned or badly signed, 413 too large, 400 malformed, 503 or 500 when not
 // published).
 func (x *X) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
-		x.crc(w, r)
-	case http.MethodPost:
-		start := time.Now()
-		x.post(w, r)
-		x.m.seconds.WithLabelValues(x.platform).Observe(time.Since(start).Seconds())
-	default:
-		x.m.deliveries.WithLabelValues(x.platform, "bad_method").Inc()
-		w.Header().Set("Allow", "GET, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-	}
+	x.serve(w, r, x.crc, x.post)
 }
 
 func (x *X) crc(w http.ResponseWriter, r *http.Request) {
