@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/channels/imap"
 	"github.com/ipn-cgsi/caud/channels/memo"
@@ -29,7 +30,6 @@ import (
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/archive"
 	"github.com/ipn-cgsi/caud/triage/audit"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 	"github.com/ipn-cgsi/caud/triage/notify"
 	"github.com/ipn-cgsi/caud/triage/queue"
 	"github.com/ipn-cgsi/caud/triage/search"

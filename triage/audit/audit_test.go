@@ -22,7 +22,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/audit"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/triage/queue"
 	"github.com/ipn-cgsi/caud/triage/worker"
 )

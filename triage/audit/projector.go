@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 )
 
 // Source names (label "source" of the projector's metrics).
