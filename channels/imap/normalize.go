@@ -51,6 +51,13 @@ type Message struct {
 	Auto string
 	// AutoSubmitted is the RFC 3834 Auto-Submitted header (lowercased), "" when absent.
 	AutoSubmitted string
+	// Bulk says why this is list or bulk mail ("list", "bulk"; "" otherwise): it becomes a request
+	// that is never answered automatically.
+	Bulk string
+	// Forwarded is true when Body includes a forwarded message (message/rfc822 or inline).
+	Forwarded bool
+	// Defects lists what was wrong with the message and was worked around (Defect* values).
+	Defects []string
 }
 
 // Part is an attachment as the AttachmentFunc reported it.
