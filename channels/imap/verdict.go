@@ -3,6 +3,8 @@ package imap
 import (
 	"bytes"
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Outcomes of Assess.
@@ -50,4 +52,19 @@ func Assess(raw []byte, maxBytes int64) Verdict {
 // attachment.
 func (m *Message) Readable() bool {
 	return len(bytes.TrimSpace([]byte(m.Body))) > 0 || len(bytes.TrimSpace([]byte(m.Subject))) > 0 || len(m.Attachments) > 0
+}
+
+// readableText reports whether s holds text a person can read: some letters or digits, and not
+// mostly replacement or control characters (binary data read as text).
+func readableText(s string) bool {
+	good, bad := 0, 0
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError || (unicode.IsControl(r) && r != '\n' && r != '\t'):
+			bad++
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			good++
+		}
+	}
+	return good > 0 && bad*3 < good
 }
