@@ -18,10 +18,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-message/textproto"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
@@ -34,14 +34,6 @@ const (
 	KeywordProcessed   = "$CauProcesado"
 	KeywordSuppressed  = "$CauSuprimido"
 	KeywordQuarantined = "$CauCuarentena"
-)
-
-// DLQ subject and headers of poison mail.
-const (
-	SubjectDLQ           = "cau.dlq.imap"
-	HeaderDLQReason      = "Cau-Dlq-Reason"
-	HeaderDLQStage       = "Cau-Dlq-Stage"
-	HeaderOriginalObject = "Cau-Original-Object"
 )
 
 // Quarantine reasons (label reason of caud_imap_quarantined_total).
@@ -571,11 +563,11 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 		s.m.log.Info("auto-reply or bounce suppressed", "uid", uid, "reason", msg.Auto, "from", msg.FromEmail)
 		return outSuppressed, nil
 	}
-	key := rawKey(raw)
+	key := natsjs.RawMailKey(raw)
 	if msg.MessageID != "" {
-		key = MessageIDKey(msg.MessageID)
+		key = natsjs.MessageIDKey(msg.MessageID)
 	}
-	if e, err := o.Requests.Get(ctx, key); err == nil {
+	if e, err := o.Requests.Get(ctx, key.String()); err == nil {
 		s.m.stats.duplicates.Add(1)
 		s.m.m.duplicates.WithLabelValues(o.Name).Inc()
 		s.m.log.Info("duplicate mail: request already created", "uid", uid, "message_id", msg.MessageID, "request", string(e.Value()))
@@ -621,7 +613,7 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 			id = orig
 		}
 	}
-	if _, err := o.Requests.Create(ctx, key, []byte(id)); err != nil && !isConflict(err) {
+	if _, err := o.Requests.Create(ctx, key.String(), []byte(id)); err != nil && !isConflict(err) {
 		return outFailed, fmt.Errorf("index message-id: %w", err)
 	}
 	if rec.Duplicate {
@@ -691,7 +683,7 @@ func (s *session) request(uid imap.UID, msg *Message) (*channels.Request, error)
 			if id == "" {
 				continue
 			}
-			e, err := o.Requests.Get(s.ctx, MessageIDKey(id))
+			e, err := o.Requests.Get(s.ctx, natsjs.MessageIDKey(id).String())
 			if err == nil {
 				th.FollowupOf = string(e.Value())
 				break
@@ -716,22 +708,20 @@ func (s *session) quarantine(uid imap.UID, raw []byte, reason, detail string) (o
 	if err != nil {
 		return outFailed, fmt.Errorf("archive poison: %w", err)
 	}
-	msg := nats.NewMsg(SubjectDLQ)
+	var body []byte
 	if len(raw) <= 256<<10 {
-		msg.Data = raw
+		body = raw
 	}
-	msg.Header.Set(HeaderDLQReason, reason+": "+detail)
-	msg.Header.Set(HeaderDLQStage, "imap")
-	msg.Header.Set(HeaderOriginalObject, obj.Object)
+	msg := deadletter.NewMsg(deadletter.StageIMAP, fmt.Sprintf("imap-dlq:%s:%d:%d", o.Name, s.uidv, uid), reason+": "+detail, body)
+	msg.Header.Set(deadletter.HeaderOrigObject, obj.Object)
 	msg.Header.Set("Cau-Mailbox", o.Address)
 	msg.Header.Set("Cau-Folder", o.Folder)
 	msg.Header.Set("Cau-Uidvalidity", strconv.FormatUint(uint64(s.uidv), 10))
 	msg.Header.Set("Cau-Uid", strconv.FormatUint(uint64(uid), 10))
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("imap-dlq:%s:%d:%d", o.Name, s.uidv, uid))
 	pctx, cancel := context.WithTimeout(s.ctx, o.CommandTimeout)
 	defer cancel()
-	if _, err := o.JS.PublishMsg(pctx, msg); err != nil {
-		return outFailed, fmt.Errorf("dead-letter: %w", err)
+	if err := deadletter.Publish(pctx, o.JS, msg); err != nil {
+		return outFailed, err
 	}
 	s.m.stats.quarantined.Add(1)
 	s.m.m.quarantined.WithLabelValues(o.Name, reason).Inc()
@@ -757,9 +747,9 @@ func waves(batch []pending, raws map[imap.UID][]byte) [][]int {
 		if err != nil {
 			continue
 		}
-		hdr[i].mid = NormalizeMessageID(firstMsgID(h.Get("Message-Id")))
+		hdr[i].mid = natsjs.NormalizeMessageID(firstMsgID(h.Get("Message-Id")))
 		for _, r := range append(msgIDList(h.Get("In-Reply-To")), msgIDList(h.Get("References"))...) {
-			hdr[i].refs = append(hdr[i].refs, NormalizeMessageID(r))
+			hdr[i].refs = append(hdr[i].refs, natsjs.NormalizeMessageID(r))
 		}
 	}
 	level := make([]int, len(batch))
