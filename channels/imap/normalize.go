@@ -52,6 +52,8 @@ type Message struct {
 	// Bulk says why this is list or bulk mail ("list", "bulk"; "" otherwise): it becomes a request
 	// that is never answered automatically.
 	Bulk string
+	// ListID is the List-Id header of list mail, decoded.
+	ListID string
 	// Forwarded is true when Body includes a forwarded message (message/rfc822 or inline).
 	Forwarded bool
 	// Defects lists what was wrong with the message and was worked around (Defect* values).
@@ -120,6 +122,7 @@ func Normalize(r io.Reader, att AttachmentFunc) (*Message, error) {
 		return nil, fmt.Errorf("%w: no header and no readable text", ErrUnparseable)
 	}
 	m.AutoSubmitted, m.Auto, m.Bulk = classifyAuto(h, m, body)
+	m.ListID = d.decodeHeader(h.Get("List-Id"))
 	return m, nil
 }
 

@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-message/textproto"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ipn-cgsi/caud/channels"
@@ -644,7 +642,7 @@ func (s *session) storedID(seq uint64) (string, error) {
 // request builds the Request of a normalized message; nil when there is nothing to read at all.
 func (s *session) request(uid imap.UID, msg *Message) (*channels.Request, error) {
 	o := s.m.o
-	sp := SplitBody(msg.Body, msg.FromName)
+	sp := SplitRequest(msg)
 	f := ExtractFieldsFrom(sp, msg.FromEmail, o.Units)
 	subject := msg.Subject
 	if len(subject) > channels.MaxSubjectBytes {
@@ -667,6 +665,7 @@ func (s *session) request(uid imap.UID, msg *Message) (*channels.Request, error)
 		Quoted:    sp.Quoted,
 		Auto:      channels.Auto{AutoSubmitted: false},
 	}
+	decorate(req, msg)
 	for _, a := range msg.Attachments {
 		req.Attachments = append(req.Attachments, channels.Attachment{
 			Name: a.Name, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256, Object: a.Object,
@@ -743,10 +742,7 @@ func waves(batch []pending, raws map[imap.UID][]byte) [][]int {
 		if raw == nil {
 			continue
 		}
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-		if err != nil {
-			continue
-		}
+		h, _, _ := readHeader(raw)
 		hdr[i].mid = natsjs.NormalizeMessageID(firstMsgID(h.Get("Message-Id")))
 		for _, r := range append(msgIDList(h.Get("In-Reply-To")), msgIDList(h.Get("References"))...) {
 			hdr[i].refs = append(hdr[i].refs, natsjs.NormalizeMessageID(r))

@@ -213,7 +213,7 @@ func checkMailFile(path, rel string, maxBytes int64) (res mailResult) {
 	if m := v.Message; m != nil {
 		res.Subject = m.Subject
 		res.body = m.Body
-		res.Excerpt = excerpt(imap.SplitBody(m.Body, m.FromName).Text, 160)
+		res.Excerpt = excerpt(imap.SplitRequest(m).Text, 160)
 		res.Defects = m.Defects
 		res.Forwarded = m.Forwarded
 		res.Bulk = m.Bulk
