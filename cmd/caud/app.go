@@ -20,15 +20,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/channels/imap"
 	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
-	"github.com/ipn-cgsi/caud/channels/notify"
 	"github.com/ipn-cgsi/caud/channels/social"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
+	"github.com/ipn-cgsi/caud/triage/notify"
 	"github.com/ipn-cgsi/caud/triage/queue"
 	"github.com/ipn-cgsi/caud/triage/worker"
 )

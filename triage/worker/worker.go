@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -20,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 )
 
 // Options configures a Worker. Zero values are documented defaults.
@@ -365,25 +364,12 @@ func (w *Worker) fail(ctx context.Context, m jetstream.Msg, p *pending, cause er
 }
 
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, p *pending, cause error) error {
-	out := nats.NewMsg(natsjs.SubjectDLQPrefix + "triage")
-	out.Data = m.Data()
-	for k, v := range m.Headers() {
-		if k != jetstream.MsgIDHeader {
-			out.Header[k] = v
-		}
+	if err := deadletter.Publish(ctx, w.h.JS, deadletter.FromMsg(deadletter.StageTriage, m, cause)); err != nil {
+		return err
 	}
 	var seq uint64
 	if p != nil && p.md != nil {
 		seq = p.md.Sequence.Stream
-		out.Header.Set(deadletter.HeaderDeliveries, strconv.FormatUint(p.md.NumDelivered, 10))
-	}
-	out.Header.Set(deadletter.HeaderReason, cause.Error())
-	out.Header.Set(deadletter.HeaderStage, "triage")
-	out.Header.Set(deadletter.HeaderOrigSubject, m.Subject())
-	out.Header.Set(deadletter.HeaderOrigSeq, strconv.FormatUint(seq, 10))
-	out.Header.Set(jetstream.MsgIDHeader, "dlq:triage:"+strconv.FormatUint(seq, 10))
-	if _, err := w.h.JS.PublishMsg(ctx, out); err != nil {
-		return err
 	}
 	if p != nil && p.id != "" {
 		st := natsjs.RequestState{State: natsjs.StateDead, InboundSeq: seq, Reason: cause.Error()}
