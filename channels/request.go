@@ -100,6 +100,9 @@ type Social struct {
 	TweetID        string `json:"tweet_id,omitempty"`
 	ConversationID string `json:"conversation_id,omitempty"`
 	ForUserID      string `json:"for_user_id,omitempty"` // the X account the webhook is for
+	// Media are the URLs (or geo: URIs) of what the message carried: photos, files, locations.
+	// They point to the platform and are not archived; they may expire.
+	Media []string `json:"media,omitempty"`
 }
 
 // Memo is what was read off a scanned official memo (oficio).
