@@ -165,6 +165,9 @@ func (c *Config) validate() []error {
 	if c.NATS.IsEmbedded() && strings.TrimSpace(c.NATS.Embedded.StoreDir) == "" {
 		bad("nats.embedded.store_dir", "must not be empty")
 	}
+	if c.IMAP.LeaseTTL < 3*time.Second {
+		bad("imap.lease_ttl", "must be at least 3s (got %s)", c.IMAP.LeaseTTL)
+	}
 	positive("nats.embedded.max_memory", c.NATS.Embedded.MaxMemory)
 	positive("nats.embedded.max_store", c.NATS.Embedded.MaxStore)
 	var auth []string
@@ -347,7 +350,10 @@ func (c *Config) Warnings() []string {
 		w = append(w, "nats.replicas is 1 on a cluster: streams are not replicated")
 	}
 	if c.NATS.IsEmbedded() && c.NATS.Embedded.Listen != "" && !isLoopback(c.NATS.Embedded.Listen) {
-		w = append(w, fmt.Sprintf("nats.embedded.listen %s is not loopback and the embedded server has no authentication", c.NATS.Embedded.Listen))
+		w = append(w, fmt.Sprintf("nats.embedded.listen %s is not loopback: the bus is reachable from the network without TLS", c.NATS.Embedded.Listen))
+	}
+	if c.NATS.IsEmbedded() && c.NATS.Embedded.Listen != "" && !c.NATS.Embedded.Auth {
+		w = append(w, fmt.Sprintf("nats.embedded.auth is off: any local account can read and inject requests on %s", c.NATS.Embedded.Listen))
 	}
 	fb := c.Social.Facebook
 	if fb.AppSecret != "" && fb.VerifyToken == "" {
