@@ -301,3 +301,27 @@ func configEqual(a, b jetstream.StreamConfig) bool {
 		a.Duplicates == b.Duplicates && a.Replicas == b.Replicas && a.AllowDirect == b.AllowDirect &&
 		a.Discard == b.Discard && a.Retention == b.Retention && a.MaxMsgsPerSubject == b.MaxMsgsPerSubject
 }
+
+// EnsureStream sets up one stream outside the core topology (a stage's own stream) the way
+// EnsureTopology does: create first, update only differing settings, retry transient failures
+// with backoff until ctx ends. t supplies the retry settings; its sizes are not used.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, t Topology) (jetstream.Stream, error) {
+	t = t.withDefaults()
+	var s jetstream.Stream
+	err := t.retry(ctx, "stream "+cfg.Name, func(actx context.Context) (err error) {
+		s, err = ensureStream(actx, js, cfg)
+		return err
+	})
+	return s, err
+}
+
+// EnsureKeyValue is EnsureStream for a KV bucket.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, t Topology) (jetstream.KeyValue, error) {
+	t = t.withDefaults()
+	var kv jetstream.KeyValue
+	err := t.retry(ctx, "kv "+cfg.Bucket, func(actx context.Context) (err error) {
+		kv, err = ensureKeyValue(actx, js, cfg)
+		return err
+	})
+	return kv, err
+}

@@ -30,6 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
 )
 
@@ -46,7 +48,7 @@ const (
 	// ConsumerSend is the sender's durable consumer on CAU_NOTIFY.
 	ConsumerSend = "notify_send"
 	// SubjectDLQ is where both stages dead-letter what they cannot process.
-	SubjectDLQ = "cau.dlq.notify"
+	SubjectDLQ = natsjs.SubjectDLQPrefix + deadletter.StageNotify
 	// TypeNotice is the CloudEvents type of a notice on cau.notify.*.
 	TypeNotice = "mx.ipn.cau.notice.v1"
 	// DedupWindow is CAU_NOTIFY's Nats-Msg-Id duplicate window.
@@ -262,14 +264,14 @@ func New(ctx context.Context, o Options) (*Notifier, error) {
 	if n.outbox, err = EnsureStream(ctx, o.JS, o.Replicas, o.Retention); err != nil {
 		return nil, err
 	}
-	if n.kv, err = o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if n.kv, err = natsjs.EnsureKeyValue(ctx, o.JS, jetstream.KeyValueConfig{
 		Bucket:      KVNotify,
 		Description: "notices sent and planned, per-sender daily counters",
 		History:     1,
 		TTL:         o.Retention + o.MaxAge + DedupWindow,
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
-	}); err != nil {
+	}, natsjs.Topology{}); err != nil {
 		return nil, fmt.Errorf("ensure kv %s: %w", KVNotify, err)
 	}
 	if n.plan, err = durable(ctx, o.Triaged, jetstream.ConsumerConfig{
@@ -364,7 +366,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, ret
 	if retention == 0 {
 		retention = 7 * 24 * time.Hour
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := natsjs.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamNotify,
 		Description: "outbox of notices to requesters",
 		Subjects:    []string{SubjectNotifyPrefix + ">"},
@@ -374,7 +376,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, ret
 		Duplicates:  DedupWindow,
 		Replicas:    replicas,
 		Discard:     jetstream.DiscardOld,
-	})
+	}, natsjs.Topology{})
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", StreamNotify, err)
 	}
