@@ -291,9 +291,18 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 	}
 	mux.Handle("POST /api/v1/requests", auth(a.desk))
 	if fb := cfg.Social.Facebook; fb.AppSecret != "" {
+		var profiles *social.Profiles
+		if fb.PageAccessToken != "" {
+			if profiles, err = social.NewProfiles(social.ProfileOptions{
+				PageAccessToken: fb.PageAccessToken, AppSecret: fb.AppSecret, GraphBase: fb.APIBase,
+				Logger: a.log.With("channel", "facebook"), Registerer: a.reg,
+			}); err != nil {
+				return fmt.Errorf("facebook profiles: %w", err)
+			}
+		}
 		h, err := social.NewFacebook(social.FacebookOptions{
 			AppSecrets: []string{fb.AppSecret}, VerifyToken: fb.VerifyToken, Sink: a.sink, Seen: a.h.Requests,
-			Logger: a.log.With("channel", "facebook"), Registerer: a.reg,
+			Logger: a.log.With("channel", "facebook"), Registerer: a.reg, Profiles: profiles,
 		})
 		if err != nil {
 			return fmt.Errorf("facebook webhook: %w", err)
