@@ -148,5 +148,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, t Topology) (*H
 	if h.Leases, err = kv(KVLeases, "agent leases on claimed items", t.LeaseRetention); err != nil {
 		return nil, err
 	}
+	// Reads of the index and of the leases must see writes made through other replicas.
+	h.Requests, h.Leases = LeaderReads(h.Requests, js), LeaderReads(h.Leases, js)
 	return h, nil
 }

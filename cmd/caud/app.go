@@ -148,7 +148,7 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 	if cfg.HasRole(config.RoleQueues) {
-		if err := a.startQueues(ctx, mux, auth); err != nil {
+		if err := a.startQueues(ctx, runCtx, mux, auth); err != nil {
 			return err
 		}
 	}
@@ -269,6 +269,7 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.health = append(a.health, a.worker)
 	a.goBG(func() { _ = a.worker.Run(runCtx) })
 	if cfg.Notify.Enabled {
 		n, err := notify.New(ctx, notify.Options{
@@ -292,8 +293,8 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 	return nil
 }
 
-// startQueues creates the agents' work queues and registers their API.
-func (a *App) startQueues(ctx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
+// startQueues creates the agents' work queues, registers their API and renews extended leases.
+func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
 	cfg := a.cfg
 	var err error
 	a.queues, err = queue.New(ctx, a.h, a.nc, queue.Options{
@@ -304,6 +305,7 @@ func (a *App) startQueues(ctx context.Context, mux *http.ServeMux, auth func(htt
 		return err
 	}
 	a.queues.Register(mux, auth)
+	a.goBG(func() { _ = a.queues.Run(runCtx) })
 	return nil
 }
 
