@@ -489,14 +489,6 @@ func msgIDList(v string) []string {
 	return out
 }
 
-// NormalizeMessageID is the form a Message-ID is hashed in: no brackets, no spaces, lowercased.
-func NormalizeMessageID(id string) string {
-	id = strings.TrimSpace(id)
-	id = strings.TrimPrefix(id, "<")
-	id = strings.TrimSuffix(id, ">")
-	return strings.ToLower(strings.Join(strings.Fields(id), ""))
-}
-
 // cleanText normalizes newlines, trims trailing spaces of lines, squeezes runs of blank lines to
 // one, trims the whole and cuts it to maxTextBytes on a rune boundary.
 func cleanText(s string) string {

@@ -20,7 +20,8 @@ const (
 	StateDead     = "dead"
 )
 
-// RequestState is the index entry of one request in KV cau_requests, keyed by request id.
+// RequestState is the index entry of one request in KV cau_requests, under StateKey(request id)
+// (keys.go owns the keyspace).
 type RequestState struct {
 	State      string    `json:"state"`
 	Queue      string    `json:"queue,omitempty"`
@@ -40,27 +41,24 @@ type RequestState struct {
 // keys let both writers use create-only puts pipelined with their publishes: neither ever waits for
 // or overwrites the other.
 
-// ReceivedKeyPrefix starts the intake's "received" keys in KV cau_requests.
-const ReceivedKeyPrefix = "received."
-
-// StateSubject is the KV subject of a request's index entry, for pipelined (async) puts.
-func StateSubject(id string) string { return "$KV." + KVRequests + "." + id }
+// StateSubject is the KV subject of a key of cau_requests, for pipelined (async) puts.
+func StateSubject(k RequestKey) string { return "$KV." + KVRequests + "." + k.String() }
 
 // GetState reads a request's state and the revision of its "<id>" entry (0 when only the intake's
 // "received" note exists); ErrUnknownRequest when neither exists. Give it a bucket wrapped by
 // LeaderReads (as EnsureTopology's handles are) so it sees every acknowledged write.
 func GetState(ctx context.Context, kv jetstream.KeyValue, id string) (RequestState, uint64, error) {
-	st, rev, err := getState(ctx, kv, id)
+	st, rev, err := getState(ctx, kv, StateKey(id))
 	if !errors.Is(err, ErrUnknownRequest) {
 		return st, rev, err
 	}
-	st, _, err = getState(ctx, kv, ReceivedKeyPrefix+id)
+	st, _, err = getState(ctx, kv, ReceivedKey(id))
 	return st, 0, err
 }
 
-func getState(ctx context.Context, kv jetstream.KeyValue, key string) (RequestState, uint64, error) {
+func getState(ctx context.Context, kv jetstream.KeyValue, key RequestKey) (RequestState, uint64, error) {
 	var st RequestState
-	e, err := kv.Get(ctx, key)
+	e, err := kv.Get(ctx, key.String())
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return st, 0, ErrUnknownRequest
 	}
@@ -96,9 +94,9 @@ func UpdateState(ctx context.Context, kv jetstream.KeyValue, id string, fn func(
 		st.UpdatedAt = time.Now().UTC()
 		b, _ := json.Marshal(st)
 		if rev == 0 {
-			_, err = kv.Create(ctx, id, b)
+			_, err = kv.Create(ctx, StateKey(id).String(), b)
 		} else {
-			_, err = kv.Update(ctx, id, b, rev)
+			_, err = kv.Update(ctx, StateKey(id).String(), b, rev)
 		}
 		if err == nil {
 			return st, nil
@@ -119,12 +117,12 @@ func IsConflict(err error) bool {
 // StateMsg builds a pipelined create-only put of a request's "<id>" entry: it fails with a
 // conflict (IsConflict) when the entry exists, and the writer then merges with UpdateState.
 func StateMsg(id string, st RequestState) *nats.Msg {
-	return createOnly(StateSubject(id), st)
+	return createOnly(StateSubject(StateKey(id)), st)
 }
 
 // ReceivedMsg builds the intake's pipelined create-only "received" note of a request.
 func ReceivedMsg(id string, inboundSeq uint64) *nats.Msg {
-	return createOnly(StateSubject(ReceivedKeyPrefix+id), RequestState{State: StateReceived, InboundSeq: inboundSeq})
+	return createOnly(StateSubject(ReceivedKey(id)), RequestState{State: StateReceived, InboundSeq: inboundSeq})
 }
 
 func createOnly(subject string, st RequestState) *nats.Msg {

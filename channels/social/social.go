@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // Platforms, as used in metrics labels, Social.Platform and the seen-record keys.
@@ -359,10 +359,7 @@ func (c *common) archive(ctx context.Context, body []byte) (*channels.Object, er
 }
 
 // seenKey is the cau_requests key recording that the platform id was published.
-func (c *common) seenKey(e Event) string {
-	sum := sha256.Sum256([]byte(e.ID))
-	return "social." + c.platform + "." + hex.EncodeToString(sum[:16])
-}
+func (c *common) seenKey(e Event) string { return natsjs.SocialKey(c.platform, e.ID).String() }
 
 func (c *common) isSeen(ctx context.Context, e Event) (bool, error) {
 	_, err := c.seen.Get(ctx, c.seenKey(e))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/httpjson"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/triage/audit"
 )
 
 // maxBody bounds the small JSON bodies of the lease endpoints.
@@ -154,12 +155,14 @@ func (q *Queues) handleDone(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Folio         string `json:"folio"`
 		NoFolioReason string `json:"no_folio_reason"`
+		Agent         string `json:"agent"`
 	}
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
+	ctx = audit.WithActor(ctx, body.Agent)
 	if err := q.Done(ctx, r.PathValue("lease"), body.Folio, body.NoFolioReason); err != nil {
 		q.leaseError(w, "done", err)
 		return
@@ -168,12 +171,15 @@ func (q *Queues) handleDone(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q *Queues) handleRelease(w http.ResponseWriter, r *http.Request) {
-	var body struct{}
+	var body struct {
+		Agent string `json:"agent"`
+	}
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
+	ctx = audit.WithActor(ctx, body.Agent)
 	if err := q.Release(ctx, r.PathValue("lease")); err != nil {
 		q.leaseError(w, "release", err)
 		return
@@ -185,6 +191,7 @@ func (q *Queues) handleExtend(w http.ResponseWriter, r *http.Request) {
 	// duration ("30m"): how long from now; empty means one lease period.
 	var body struct {
 		Duration string `json:"duration"`
+		Agent    string `json:"agent"`
 	}
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
@@ -199,6 +206,7 @@ func (q *Queues) handleExtend(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
+	ctx = audit.WithActor(ctx, body.Agent)
 	until, err := q.Extend(ctx, r.PathValue("lease"), d)
 	if err != nil {
 		q.leaseError(w, "extend", err)
