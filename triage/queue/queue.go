@@ -100,6 +100,9 @@ type Queues struct {
 // ConsumerName is the durable consumer behind a queue.
 func ConsumerName(queue string) string { return "queue_" + queue }
 
+// emptyWait is how long a claim on a queue that looks empty waits for an item.
+const emptyWait = 200 * time.Millisecond
+
 // margin keeps our idea of a lease's end safely before JetStream's, so a finished lease never acks a
 // delivery that was already handed to someone else.
 const margin = time.Second
@@ -249,20 +252,16 @@ func (q *Queues) Claim(ctx context.Context, queue, agent string) (*Claim, error)
 		return nil, fmt.Errorf("%w: %q", ErrUnknownQueue, queue)
 	}
 	t0 := q.o.Now()
-	batch, err := c.FetchNoWait(1)
+	// A no-wait pull can answer "none" for an item stored a moment ago (the consumer learns of new
+	// messages asynchronously), so an empty answer waits briefly for one.
+	msgs, err := natsjs.Fetch(c, 1, emptyWait)
 	if err != nil {
 		return nil, fmt.Errorf("claim %s: %w", queue, err)
 	}
-	var m jetstream.Msg
-	for x := range batch.Messages() {
-		m = x
-	}
-	if m == nil {
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, fmt.Errorf("claim %s: %w", queue, err)
-		}
+	if len(msgs) == 0 {
 		return nil, nil
 	}
+	m := msgs[0]
 	md, err := m.Metadata()
 	if err != nil {
 		_ = m.Nak()
