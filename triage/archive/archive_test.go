@@ -38,7 +38,7 @@ func setup(t *testing.T) *fixture {
 	var atts []channels.Attachment
 	for _, a := range []struct {
 		name, ct string
-		data []byte
+		data     []byte
 	}{
 		{"../../<script>alert(1)</script>.html", "text/html", []byte("<script>alert(document.cookie)</script>")},
 		{"fotografía del equipo.png", "image/png", png},
