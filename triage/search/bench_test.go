@@ -82,7 +82,7 @@ func fill(b *testing.B, env *natstest.Env, n int) (sample []string) {
 		case p < 30:
 			st.State, st.Agent = natsjs.StateClaimed, "agente"
 		}
-		g, err := env.JS.PublishMsgAsync(natsjs.StateMsg(r.ID, st, false))
+		g, err := env.JS.PublishMsgAsync(natsjs.StateMsg(r.ID, st))
 		if err != nil {
 			b.Fatal(err)
 		}
