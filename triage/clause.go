@@ -62,7 +62,7 @@ var (
 		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
 		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
 		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
-		lee detecta* jal* cargan`)
+		lee detecta* jal* cargan autoriz* permit*`)
 	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
 	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
 		wifi luz video respuesta corriente`)
