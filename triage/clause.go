@@ -133,6 +133,24 @@ var (
 	reportVerbs = wordSet(`llego llegaron llega recibi recibimos dice decia pide pedia piden`)
 )
 
+// ableVerbs: "no puedo …", "no logro …" followed by an infinitive state that something fails.
+var ableVerbs = wordSet(`puedo podemos puede pueden pudo pude pudimos logro logramos logra logran`)
+
+// isInfinitive reports whether a folded word looks like a Spanish infinitive, with or without
+// clitics ("entrar", "conectarme", "hacerlo").
+func isInfinitive(w string) bool {
+	for _, c := range []string{"", "me", "se", "lo", "la", "le", "nos", "los", "las"} {
+		b, ok := strings.CutSuffix(w, c)
+		if !ok || len(b) < 4 {
+			continue
+		}
+		if strings.HasSuffix(b, "ar") || strings.HasSuffix(b, "er") || strings.HasSuffix(b, "ir") {
+			return true
+		}
+	}
+	return false
+}
+
 // wordSet builds a matcher from space-separated folded words; "x*" matches every word starting with x.
 func wordSet(s string) *matcher {
 	m := &matcher{exact: map[string]float64{}}
@@ -250,6 +268,11 @@ func classify(ci *clauseInfo, ws []string) {
 				x := ws[j]
 				if workVerbs.has(x) {
 					best(3, w+" "+x, false)
+					break
+				}
+				// "no puedo timbrar", "no logro conectarme": whatever the verb, it cannot be done.
+				if ableVerbs.has(x) && j+1 < len(ws) && isInfinitive(ws[j+1]) {
+					best(2.5, w+" "+x+" "+ws[j+1], false)
 					break
 				}
 				if lackVerbs.has(x) {
