@@ -85,8 +85,10 @@ func benchNewEngine(b *testing.B, c *Catalog) {
 func engineHeapMiB(c *Catalog) float64 {
 	var before, after runtime.MemStats
 	runtime.GC()
+	runtime.GC()
 	runtime.ReadMemStats(&before)
-	keep := NewEngine(c)
+	keep := []*Engine{NewEngine(c)}
+	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(keep)
