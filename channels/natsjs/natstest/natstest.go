@@ -4,6 +4,7 @@ package natstest
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -24,7 +25,17 @@ type Env struct {
 // Start runs an embedded JetStream server and creates the topology; everything stops at cleanup.
 func Start(t testing.TB, topo natsjs.Topology) *Env {
 	t.Helper()
-	ns, err := natsjs.StartEmbedded(natsjs.EmbeddedOptions{StoreDir: t.TempDir()}, nil)
+	return StartWith(t, natsjs.EmbeddedOptions{}, nil, topo)
+}
+
+// StartWith is Start with the embedded server's options (StoreDir is a temporary directory when
+// empty) and a logger that receives the server's own log (nil: none).
+func StartWith(t testing.TB, eo natsjs.EmbeddedOptions, log *slog.Logger, topo natsjs.Topology) *Env {
+	t.Helper()
+	if eo.StoreDir == "" {
+		eo.StoreDir = t.TempDir()
+	}
+	ns, err := natsjs.StartEmbedded(eo, log)
 	if err != nil {
 		t.Fatalf("start nats: %v", err)
 	}
