@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // Document kinds: what a scored candidate stands for.
@@ -93,7 +95,7 @@ func NewEngine(c *Catalog) *Engine {
 			e.stop[w] = true
 		}
 		for _, w := range c.f.Stopwords {
-			e.stop[fold(strings.TrimSpace(w))] = true
+			e.stop[fold.String(strings.TrimSpace(w))] = true
 		}
 	}
 	termIdx := map[string]int{}
@@ -144,7 +146,7 @@ func NewEngine(c *Catalog) *Engine {
 		for _, ph := range phrases {
 			add(ph, phraseGap, posting{doc: di, role: rolePhrase, weight: e.th.PhraseBonus, text: ph})
 			// Words of example phrases are weak evidence on their own.
-			for _, w := range words(fold(ph)) {
+			for _, w := range words(fold.String(ph)) {
 				if e.stop[w] {
 					continue
 				}
@@ -224,7 +226,7 @@ func (e *Engine) intern(s string) int32 {
 // analyze is the package analyze with the catalog's extra stopwords.
 func (e *Engine) analyze(s string) []string {
 	var out []string
-	for _, w := range words(fold(s)) {
+	for _, w := range words(fold.String(s)) {
 		if e.stop[w] {
 			continue
 		}
@@ -273,7 +275,7 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 			}
 			buf = buf[:0]
 			for _, r := range text[start:end] {
-				buf = utf8.AppendRune(buf, foldRune(r))
+				buf = fold.AppendRune(buf, r)
 			}
 			start = -1
 			w := string(buf)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Mailbox ingests one IMAP mailbox. Run it with Run; Health is safe to call concurrently.
@@ -23,10 +23,8 @@ type Mailbox struct {
 	ids    *channels.IDs
 	source string
 
-	stats counters
-
-	mu     sync.Mutex
-	health channels.Health
+	stats  counters
+	health channels.HealthTracker
 }
 
 // New validates o and applies its defaults. It does no I/O besides reading PasswordFile.
@@ -46,7 +44,7 @@ func New(o Options) (*Mailbox, error) {
 		ids:    channels.NewIDs(),
 		source: "imap://" + o.Address + "/" + o.Folder,
 	}
-	mb.health = channels.Health{Name: "imap:" + o.Name, OK: false, Detail: "starting", Since: time.Now()}
+	mb.setHealth(false, "starting")
 	mb.m.connected.WithLabelValues(o.Name).Set(0)
 	return mb, nil
 }
@@ -56,22 +54,9 @@ func (m *Mailbox) Name() string { return m.o.Name }
 
 // Health reports the mailbox for /readyz: connected and idle, standby (another process holds the
 // lease: OK), or down with the last error and since when.
-func (m *Mailbox) Health() []channels.Health {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return []channels.Health{m.health}
-}
+func (m *Mailbox) Health(context.Context) []channels.Health { return m.health.List() }
 
-func (m *Mailbox) setHealth(ok bool, detail string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ok {
-		m.health.Since = time.Time{}
-	} else if m.health.OK || m.health.Since.IsZero() {
-		m.health.Since = time.Now()
-	}
-	m.health.OK, m.health.Detail = ok, detail
-}
+func (m *Mailbox) setHealth(ok bool, detail string) { m.health.Set("imap:"+m.o.Name, ok, detail) }
 
 // Run works the mailbox until ctx ends, then returns nil. It never gives up on server or JetStream
 // errors: it reconnects with exponential backoff and jitter. While another process holds the
@@ -108,7 +93,8 @@ func (m *Mailbox) Run(ctx context.Context, sink channels.Sink) error {
 
 // acquire blocks until the lease is ours (true) or ctx ends (false).
 func (m *Mailbox) acquire(ctx context.Context, l *leaseHolder) bool {
-	wait := m.o.LeaseTTL / 3
+	// A constant poll, spread so that standbys started together do not ask together.
+	poll := retry.Policy{Initial: m.o.LeaseTTL / 3, Max: m.o.LeaseTTL / 3, Jitter: 0.25}.Start()
 	for {
 		ok, cur, err := l.tryAcquire(ctx)
 		switch {
@@ -120,7 +106,7 @@ func (m *Mailbox) acquire(ctx context.Context, l *leaseHolder) bool {
 		default:
 			m.setHealth(true, fmt.Sprintf("standby: worked by %s", cur.Holder))
 		}
-		if !sleep(ctx, jitter(wait)) {
+		if !poll.Wait(ctx) {
 			return false
 		}
 	}
@@ -157,7 +143,7 @@ func (m *Mailbox) keepLease(lctx context.Context, cancel context.CancelCauseFunc
 
 // work runs sessions, backing off between failures, until ctx ends.
 func (m *Mailbox) work(ctx context.Context, sink channels.Sink) {
-	backoff := m.o.MinBackoff
+	b := retry.Policy{Initial: m.o.MinBackoff, Max: m.o.MaxBackoff, Jitter: 0.5}.Start()
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := m.session(ctx, sink)
@@ -169,14 +155,14 @@ func (m *Mailbox) work(ctx context.Context, sink channels.Sink) {
 			return
 		}
 		if time.Since(start) > 2*m.o.MaxBackoff {
-			backoff = m.o.MinBackoff
+			b.Reset()
 		}
+		wait := b.Next()
 		m.setHealth(false, "down: "+errString(err))
-		m.log.Warn("imap session ended; reconnecting", "err", err, "in", backoff)
-		if !sleep(ctx, jitter(backoff)) {
+		m.log.Warn("imap session ended; reconnecting", "err", err, "in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return
 		}
-		backoff = min(backoff*2, m.o.MaxBackoff)
 	}
 }
 
@@ -189,25 +175,6 @@ func errString(err error) string {
 		s = s[:300]
 	}
 	return s
-}
-
-// jitter returns a duration in [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 type metrics struct {

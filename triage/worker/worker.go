@@ -21,6 +21,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 	"github.com/ipn-cgsi/caud/triage"
 )
 
@@ -121,7 +122,7 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) loop(ctx context.Context, n int) {
-	backoff := 100 * time.Millisecond
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for ctx.Err() == nil {
 		msgs, err := w.fetch()
 		if err != nil {
@@ -129,11 +130,10 @@ func (w *Worker) loop(ctx context.Context, n int) {
 				return
 			}
 			w.log.Warn("triage fetch failed", "loop", n, "err", err)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
+			b.Wait(ctx)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		b.Reset()
 		if len(msgs) > 0 {
 			// The batch in hand is finished even when ctx ends: a bounded, independent deadline.
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.AckWait)
@@ -238,9 +238,6 @@ func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 	}
 }
 
-// errPermanent marks input that no retry can fix.
-var errPermanent = errors.New("cannot be processed")
-
 // followup gives a follow-up (a reply to an earlier request) the triage of the request it follows,
 // so it lands in the queue that request went to. It reports false when the request is no follow-up
 // or the earlier request's triage cannot be read (then the engine decides as for any request).
@@ -274,16 +271,16 @@ func (w *Worker) followup(req *channels.Request) (triage.Triage, bool) {
 func (w *Worker) prepare(m jetstream.Msg) (p *pending, err error) {
 	md, err := m.Metadata()
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", errPermanent, err)
+		return nil, fmt.Errorf("%w: metadata: %v", retry.ErrPermanent, err)
 	}
 	p = &pending{in: m, md: md, arrived: md.Timestamp}
 	var req channels.Request
 	if err := json.Unmarshal(m.Data(), &req); err != nil {
-		return p, fmt.Errorf("%w: decode request: %v", errPermanent, err)
+		return p, fmt.Errorf("%w: decode request: %v", retry.ErrPermanent, err)
 	}
 	p.id = req.ID
 	if err := req.Validate(); err != nil {
-		return p, fmt.Errorf("%w: %v", errPermanent, err)
+		return p, fmt.Errorf("%w: %v", retry.ErrPermanent, err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -302,7 +299,7 @@ func (w *Worker) prepare(m jetstream.Msg) (p *pending, err error) {
 	now := time.Now().UTC()
 	body, err := itemJSON(m.Data(), t, now)
 	if err != nil {
-		return p, fmt.Errorf("%w: encode item: %v", errPermanent, err)
+		return p, fmt.Errorf("%w: encode item: %v", retry.ErrPermanent, err)
 	}
 	out := nats.NewMsg(natsjs.SubjectTriagedPrefix + t.Outcome)
 	out.Data = body
@@ -347,7 +344,7 @@ func (w *Worker) fail(ctx context.Context, m jetstream.Msg, p *pending, cause er
 	if p != nil && p.md != nil {
 		deliveries = p.md.NumDelivered
 	}
-	if !errors.Is(cause, errPermanent) && deliveries < uint64(w.o.MaxDeliver) {
+	if !errors.Is(cause, retry.ErrPermanent) && deliveries < uint64(w.o.MaxDeliver) {
 		w.m.retries.Inc()
 		w.log.Warn("triage failed, will retry", "err", cause, "delivery", deliveries)
 		_ = m.NakWithDelay(time.Duration(deliveries) * time.Second)
@@ -378,11 +375,4 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, p *pending, ca
 		}
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }
