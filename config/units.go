@@ -305,8 +305,8 @@ func isStop(t string) bool {
 	return false
 }
 
-// foldUnit folds s (package fold; ñ then counts as n too, since unit names are matched exactly and
-// are often typed without it), splits it into tokens of letters or digits (a change between letters
+// foldUnit folds s loosely (fold.Loose: unit names are matched exactly and are often typed without
+// ñ), splits it into tokens of letters or digits (a change between letters
 // and digits also splits: "cecyt9"), drops filler words and leading zeros.
 func foldUnit(s string) folded {
 	var tokens []string
@@ -328,7 +328,7 @@ func foldUnit(s string) folded {
 			tokens = append(tokens, t)
 		}
 	}
-	for _, c := range strings.ReplaceAll(fold.String(s), "ñ", "n") {
+	for _, c := range fold.Loose(s) {
 		k := 0
 		switch {
 		case unicode.IsDigit(c):

@@ -75,6 +75,17 @@ var closingPrefixes = []string{
 // "PRESENTE", quoted lines, forwarded or replied history and the signature. When the cleaning would
 // leave nothing, the original body is kept so that a one-line signature-only text still counts.
 func cleanBody(body string) string {
+	own, _ := splitBody(body)
+	return own
+}
+
+// maxQuoted bounds the quoted or forwarded history kept for (low-weight) scoring.
+const maxQuoted = 4000
+
+// splitBody separates the requester's own text from quoted or forwarded history. The letterhead of
+// a memo, closings and signatures are dropped from both. When the own text would be empty, the
+// whole body is the own text.
+func splitBody(body string) (own, quoted string) {
 	lines := strings.Split(body, "\n")
 	// A memo (oficio) addresses its recipient before the text: drop the letterhead.
 	for i, l := range lines {
@@ -86,17 +97,28 @@ func cleanBody(body string) string {
 			break
 		}
 	}
-	var b strings.Builder
+	var b, q strings.Builder
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
 		if strings.HasPrefix(t, ">") {
+			if q.Len() < maxQuoted {
+				q.WriteString(strings.TrimLeft(t, "> "))
+				q.WriteByte('\n')
+			}
 			continue
 		}
-		if t == "--" || t == "__" || strings.HasPrefix(t, "-----") || strings.HasPrefix(t, "_____") {
+		f := fold.String(t)
+		if isHistoryHeader(f, lines, i) || isForwardMarker(f) {
+			for _, h := range lines[i+1:] {
+				if q.Len() >= maxQuoted {
+					break
+				}
+				q.WriteString(strings.TrimLeft(strings.TrimSpace(h), "> "))
+				q.WriteByte('\n')
+			}
 			break
 		}
-		f := fold.String(t)
-		if isHistoryHeader(f, lines, i) {
+		if t == "--" || t == "__" || strings.HasPrefix(t, "-----") || strings.HasPrefix(t, "_____") {
 			break
 		}
 		if len(t) < 60 {
@@ -115,11 +137,19 @@ func cleanBody(body string) string {
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}
-	out := dropSignatureBlock(b.String())
-	if strings.TrimSpace(out) == "" {
-		return body
+	own = dropSignatureBlock(b.String())
+	if strings.TrimSpace(own) == "" {
+		return body, ""
 	}
-	return out
+	return own, q.String()
+}
+
+// isForwardMarker detects the separator line of a forwarded or original message.
+func isForwardMarker(f string) bool {
+	f = strings.Trim(f, "-_ *")
+	return strings.HasPrefix(f, "forwarded message") || strings.HasPrefix(f, "mensaje reenviado") ||
+		strings.HasPrefix(f, "mensaje original") || strings.HasPrefix(f, "original message") ||
+		strings.HasPrefix(f, "inicio del mensaje reenviado") || strings.HasPrefix(f, "begin forwarded message")
 }
 
 // dropSignatureBlock removes a trailing paragraph that looks like a signature with no closing

@@ -1,8 +1,6 @@
 package imap
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"sort"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
@@ -268,10 +265,7 @@ func waves(batch []pending, raws map[imap.UID][]byte) [][]int {
 		if raw == nil {
 			continue
 		}
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-		if err != nil {
-			continue
-		}
+		h, _, _ := readHeader(raw)
 		hdr[i].mid = natsjs.NormalizeMessageID(firstMsgID(h.Get("Message-Id")))
 		for _, r := range append(msgIDList(h.Get("In-Reply-To")), msgIDList(h.Get("References"))...) {
 			hdr[i].refs = append(hdr[i].refs, natsjs.NormalizeMessageID(r))

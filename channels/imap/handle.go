@@ -125,7 +125,7 @@ func (s *session) storedID(seq uint64) (string, error) {
 // request builds the Request of a normalized message; nil when there is nothing to read at all.
 func (s *session) request(uid imap.UID, msg *Message) (*channels.Request, error) {
 	o := s.m.o
-	sp := SplitBody(msg.Body, msg.FromName)
+	sp := SplitRequest(msg)
 	f := ExtractFieldsFrom(sp, msg.FromEmail, o.Units)
 	subject := msg.Subject
 	if len(subject) > channels.MaxSubjectBytes {
@@ -148,6 +148,7 @@ func (s *session) request(uid imap.UID, msg *Message) (*channels.Request, error)
 		Quoted:    sp.Quoted,
 		Auto:      channels.Auto{AutoSubmitted: false},
 	}
+	decorate(req, msg)
 	for _, a := range msg.Attachments {
 		req.Attachments = append(req.Attachments, channels.Attachment{
 			Name: a.Name, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256, Object: a.Object,

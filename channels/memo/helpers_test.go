@@ -65,7 +65,7 @@ func sameNumber(got, want string) bool {
 // sameText compares subjects ignoring case, accents and spacing, which OCR may lose.
 func sameText(a, b string) bool {
 	n := func(s string) string {
-		return strings.Join(strings.Fields(strings.ReplaceAll(fold.String(s), "ñ", "n")), " ")
+		return strings.Join(strings.Fields(fold.Loose(s)), " ")
 	}
 	return n(a) == n(b)
 }

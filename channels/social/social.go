@@ -417,26 +417,19 @@ func requestID(platform, id string, t time.Time) string {
 	return u.String()
 }
 
-// flexID is an id that the platforms send as a string (and, now and then, as a number).
+// flexID is an id that the platforms send as a string (and, now and then, as a number); any other
+// shape reads as absent.
 type flexID string
 
 func (f *flexID) UnmarshalJSON(b []byte) error {
-	switch {
-	case string(b) == "null":
-		*f = ""
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*f = flexID(s)
-	default:
-		var n json.Number
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("id: %w", err)
-		}
-		*f = flexID(n.String())
+	var s flexString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
 	}
+	if s == "true" || s == "false" {
+		s = "" // a boolean is no id
+	}
+	*f = flexID(s)
 	return nil
 }
 

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/ipn-cgsi/caud/config"
 )
@@ -314,3 +319,41 @@ func TestMetricsAndQueuesAgreeUnderTraffic(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The embedded server's client port wants the token caud keeps, private, in the data dir.
+func TestEmbeddedNATSRequiresTheToken(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("CAU_NATS_EMBEDDED_LISTEN", "127.0.0.1:0")
+	cfg, err := config.Load([]string{"--data-dir", dir, "--http-listen", "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewApp(cfg, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	defer func() { _ = app.Stop(ctx) }()
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	url := app.ns.ClientURL()
+	if _, err := nats.Connect(url); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("connect without a token: %v, want an authorization violation", err)
+	}
+	if _, err := nats.Connect(url, nats.Token("guess")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("connect with a wrong token: %v, want an authorization violation", err)
+	}
+	path := filepath.Join(dir, "nats.token")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %s, want 0600", fi.Mode().Perm())
+	}
+	token, _ := os.ReadFile(path)
+	nc, err := nats.Connect(url, nats.Token(strings.TrimSpace(string(token))))
+	if err != nil {
+		t.Fatalf("connect with the token: %v", err)
+	}
+	nc.Close()
+}

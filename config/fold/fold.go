@@ -102,3 +102,14 @@ func String(s string) string {
 	}
 	return string(buf)
 }
+
+// Loose is String with ñ as n too: for matching what people type on keyboards without ñ against
+// names (units, a search for "Nunez" finding Núñez). The triage matcher keeps ñ (String) and lets
+// its typo tolerance absorb a missing tilde.
+func Loose(s string) string {
+	f := String(s)
+	if !strings.Contains(f, "ñ") {
+		return f
+	}
+	return strings.ReplaceAll(f, "ñ", "n")
+}

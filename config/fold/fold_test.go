@@ -21,6 +21,12 @@ func TestString(t *testing.T) {
 	}
 }
 
+func TestLoose(t *testing.T) {
+	if got := Loose("Núñez, AÑO"); got != "nunez, ano" {
+		t.Fatalf("Loose = %q", got)
+	}
+}
+
 // AppendRune and String agree rune by rune, and folding is idempotent.
 func TestAppendRuneMatchesString(t *testing.T) {
 	for r := rune(0); r < 0x3000; r++ {

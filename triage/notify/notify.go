@@ -265,14 +265,14 @@ func New(ctx context.Context, o Options) (*Notifier, error) {
 	if n.outbox, err = EnsureStream(ctx, o.JS, o.Replicas, o.Retention); err != nil {
 		return nil, err
 	}
-	if n.kv, err = o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if n.kv, err = natsjs.EnsureKeyValue(ctx, o.JS, jetstream.KeyValueConfig{
 		Bucket:      KVNotify,
 		Description: "notices sent and planned, per-sender daily counters",
 		History:     1,
 		TTL:         o.Retention + o.MaxAge + DedupWindow,
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
-	}); err != nil {
+	}, natsjs.Topology{}); err != nil {
 		return nil, fmt.Errorf("ensure kv %s: %w", KVNotify, err)
 	}
 	if n.plan, err = durable(ctx, o.Triaged, jetstream.ConsumerConfig{
@@ -367,7 +367,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, ret
 	if retention == 0 {
 		retention = 7 * 24 * time.Hour
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := natsjs.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamNotify,
 		Description: "outbox of notices to requesters",
 		Subjects:    []string{SubjectNotifyPrefix + ">"},
@@ -377,7 +377,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, ret
 		Duplicates:  DedupWindow,
 		Replicas:    replicas,
 		Discard:     jetstream.DiscardOld,
-	})
+	}, natsjs.Topology{})
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", StreamNotify, err)
 	}
@@ -422,6 +422,27 @@ func (n *Notifier) loop(ctx context.Context, stage string, c jetstream.Consumer,
 			b.Wait(ctx)
 		}
 	}
+}
+
+// Idle reports whether both stages are caught up: no triaged item waits to be planned and no notice
+// waits to be sent or acknowledged (a notice in an SMTP outage is not idle). Once Idle, nothing more
+// is sent until something new is triaged.
+func (n *Notifier) Idle(ctx context.Context) (bool, error) {
+	return ConsumersIdle(ctx, n.plan, n.send)
+}
+
+// ConsumersIdle reports whether every consumer has nothing pending and nothing unacknowledged.
+func ConsumersIdle(ctx context.Context, cs ...jetstream.Consumer) (bool, error) {
+	for _, c := range cs {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Metrics exposes the collectors (for tests).

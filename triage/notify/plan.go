@@ -125,7 +125,8 @@ func (n *Notifier) decide(it *triage.Item) (*Notice, string, error) {
 		return nil, ReasonChannelDisabled, nil
 	case kind == "" || (n.o.Outcomes != nil && !enabled(n.o.Outcomes, it.Triage.Outcome)):
 		return nil, ReasonOutcomeDisabled, nil
-	case req.Auto.AutoSubmitted:
+	case req.Auto.NoReply():
+		// Machine mail, or list and bulk mail: a list must never get an automatic answer.
 		return nil, ReasonAutoSubmitted, nil
 	case req.Thread != nil && req.Thread.FollowupOf != "":
 		// A reply in a thread we already answered: the agent has it; answering every reply

@@ -143,28 +143,9 @@ func (w *Worker) loop(ctx context.Context, n int) {
 	}
 }
 
-// fetch takes what is waiting, up to a batch, without waiting; when nothing is, it waits up to a
-// second for one message, so a lone request is triaged at once rather than when a batch fills.
+// fetch takes what is waiting, up to a batch, or waits up to a second for one message.
 func (w *Worker) fetch() ([]jetstream.Msg, error) {
-	msgs, err := collect(w.cons.FetchNoWait(w.o.Batch))
-	if err != nil || len(msgs) > 0 {
-		return msgs, err
-	}
-	return collect(w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second)))
-}
-
-func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
-	if err != nil {
-		return nil, err
-	}
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	if err := batch.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-		return nil, err
-	}
-	return msgs, nil
+	return natsjs.Fetch(w.cons, w.o.Batch, time.Second)
 }
 
 type pending struct {
