@@ -152,7 +152,7 @@ func (m *Mailbox) acquire(ctx context.Context, l *leaseHolder) bool {
 		case err != nil:
 			m.setHealth(false, "lease: "+err.Error())
 			m.log.Warn("mailbox lease", "err", err)
-			wait = min(b.Next(), l.ttl/3)
+			wait = min(b.Spread(b.Next()), l.ttl/3)
 		case ok:
 			if cur.Holder != "" && cur.Holder != l.holder {
 				m.log.Info("mailbox lease taken over", "from", cur.Holder, "silent_for", now.Sub(l.seenAt).Round(time.Millisecond))

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -48,19 +49,35 @@ func (p Policy) exponential() *backoff.ExponentialBackOff {
 
 // Backoff is the running state of a Policy for a loop that retries by itself (a fetch loop that
 // resets after each success). Not safe for concurrent use.
-type Backoff struct{ b *backoff.ExponentialBackOff }
+type Backoff struct {
+	b      *backoff.ExponentialBackOff
+	jitter float64
+}
 
 // Start returns a Backoff at the policy's first wait.
-func (p Policy) Start() *Backoff { return &Backoff{b: p.exponential()} }
+func (p Policy) Start() *Backoff {
+	e := p.exponential()
+	e.RandomizationFactor = 0 // Next is the nominal wait; Spread applies the jitter
+	return &Backoff{b: e, jitter: p.Jitter}
+}
 
-// Next returns the next wait and advances the backoff.
+// Next returns the next nominal wait (doubling from Initial up to Max, without jitter) and
+// advances the backoff.
 func (b *Backoff) Next() time.Duration { return b.b.NextBackOff() }
+
+// Spread returns d spread by the policy's jitter: uniformly in [d·(1-Jitter), d·(1+Jitter)].
+func (b *Backoff) Spread(d time.Duration) time.Duration {
+	if b.jitter <= 0 || d <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 - b.jitter + 2*b.jitter*rand.Float64()))
+}
 
 // Reset brings the next wait back to the first one (after a success).
 func (b *Backoff) Reset() { b.b.Reset() }
 
-// Wait sleeps for the next wait; false when ctx ended first.
-func (b *Backoff) Wait(ctx context.Context) bool { return Sleep(ctx, b.Next()) }
+// Wait sleeps for the next wait, spread; false when ctx ended first.
+func (b *Backoff) Wait(ctx context.Context) bool { return Sleep(ctx, b.Spread(b.Next())) }
 
 // Sleep waits d or until ctx ends; it reports whether the whole d elapsed.
 func Sleep(ctx context.Context, d time.Duration) bool {

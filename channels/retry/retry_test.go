@@ -47,16 +47,23 @@ func TestDoReportsTheLastErrorWhenTheContextEnds(t *testing.T) {
 	}
 }
 
-// Jitter spreads the waits but keeps them within the factor; Reset starts over.
-func TestBackoffJitterAndReset(t *testing.T) {
-	b := Policy{Initial: 100 * time.Millisecond, Max: time.Second, Jitter: 0.5}.Start()
-	for i := 0; i < 100; i++ {
-		if d := b.Next(); d < 50*time.Millisecond || d > 1500*time.Millisecond+1 {
-			t.Fatalf("wait %s outside [50ms, 1.5s]", d)
+// Next doubles up to Max and Reset starts over; Spread keeps a wait within the jitter factor.
+func TestBackoffNextSpreadReset(t *testing.T) {
+	b := Policy{Initial: 100 * time.Millisecond, Max: 400 * time.Millisecond, Jitter: 0.5}.Start()
+	var got []time.Duration
+	for range 4 {
+		got = append(got, b.Next())
+	}
+	if fmt.Sprint(got) != "[100ms 200ms 400ms 400ms]" {
+		t.Fatalf("waits %v", got)
+	}
+	for range 100 {
+		if d := b.Spread(time.Second); d < 500*time.Millisecond || d > 1500*time.Millisecond {
+			t.Fatalf("spread %s outside [0.5s, 1.5s]", d)
 		}
 	}
 	b.Reset()
-	if d := b.Next(); d < 50*time.Millisecond || d > 150*time.Millisecond+1 {
+	if d := b.Next(); d != 100*time.Millisecond {
 		t.Fatalf("after Reset: %s", d)
 	}
 }

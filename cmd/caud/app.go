@@ -372,6 +372,7 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.health = append(a.health, a.worker)
 	a.goBG(func() { _ = a.worker.Run(runCtx) })
 	if cfg.Notify.Enabled {
 		n, err := notify.New(ctx, notify.Options{
@@ -406,7 +407,7 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 }
 
 // startQueues creates the agents' work queues and registers their API, with the requests' history,
-// search and archived originals.
+// search and archived originals; it renews the leases agents extended.
 func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
 	cfg := a.cfg
 	var err error
@@ -419,6 +420,7 @@ func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth 
 		return err
 	}
 	a.queues.Register(mux, auth)
+	a.goBG(func() { _ = a.queues.Run(runCtx) })
 	a.trail.Register(mux, auth, a.log.With("stage", "audit"))
 	a.search = search.New(a.h, search.Options{Logger: a.log.With("stage", "search"), Registerer: a.reg})
 	a.goBG(func() { _ = a.search.Run(runCtx) })

@@ -53,6 +53,9 @@ func compute(r rune) string {
 	case 'ł', 'Ł':
 		return "l"
 	}
+	if unicode.Is(unicode.Mn, r) {
+		return "" // a combining accent left over
+	}
 	var b strings.Builder
 	for _, c := range norm.NFD.String(string(r)) {
 		switch {
@@ -63,44 +66,66 @@ func compute(r rune) string {
 			b.WriteRune(c)
 		}
 	}
-	if b.Len() == 0 {
-		return string(r)
-	}
 	return b.String()
 }
 
 // AppendRune appends the folded form of r (one or two letters, or r lowercased) to buf.
-func AppendRune(buf []byte, r rune) []byte { return appendRune(buf, r, table()) }
-
-func appendRune(buf []byte, r rune, t []string) []byte {
-	switch {
-	case r < utf8.RuneSelf:
-		if 'A' <= r && r <= 'Z' {
-			r += 'a' - 'A'
-		}
-		return append(buf, byte(r))
-	case r < tableEnd:
-		return append(buf, t[r]...)
+func AppendRune(buf []byte, r rune) []byte {
+	if r < utf8.RuneSelf {
+		return append(buf, lowerASCII(byte(r)))
 	}
-	return append(buf, compute(r)...)
+	return append(buf, foldedRune(r, table())...)
 }
 
-// String returns s folded: lowercased, without accents but with its ñ. Text that is ASCII already
-// costs one lowercasing.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func foldedRune(r rune, t []string) string {
+	if r < tableEnd {
+		return t[r]
+	}
+	return compute(r)
+}
+
+// String returns s folded: lowercased, without accents but with its ñ. Lowercase ASCII is returned
+// as is; other text costs one allocation (decomposed input, a letter followed by combining
+// accents, is composed first so that n + U+0303 stays ñ).
 func String(s string) string {
 	i := 0
-	for i < len(s) && s[i] < utf8.RuneSelf {
+	for i < len(s) && s[i] < utf8.RuneSelf && (s[i] < 'A' || s[i] > 'Z') {
 		i++
 	}
 	if i == len(s) {
-		return strings.ToLower(s)
+		return s
+	}
+	if !isASCII(s[i:]) && !norm.NFC.IsNormalString(s) {
+		s, i = norm.NFC.String(s), 0
 	}
 	t := table()
-	buf := make([]byte, 0, len(s)+8)
-	for _, r := range s {
-		buf = appendRune(buf, r, t)
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	b.WriteString(s[:i])
+	for _, r := range s[i:] {
+		if r < utf8.RuneSelf {
+			b.WriteByte(lowerASCII(byte(r)))
+		} else {
+			b.WriteString(foldedRune(r, t))
+		}
 	}
-	return string(buf)
+	return b.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // Loose is String with ñ as n too: for matching what people type on keyboards without ñ against

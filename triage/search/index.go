@@ -298,7 +298,7 @@ func (x *Index) addRequest(data []byte, seq uint64) {
 	e.Channel, e.ReceivedAt, e.Name, e.Email, e.Unit = r.Channel, r.ReceivedAt.UTC(), clip(r.Requester.Name), clip(r.Requester.Email), clip(r.Requester.Unit)
 	e.Subject = clip(r.Subject)
 	if r.Requester.Handle != nil {
-		e.Handle = clip(strings.TrimPrefix(*r.Requester.Handle, "@"))
+		e.Handle = clip(strings.TrimLeft(*r.Requester.Handle, "@"))
 	}
 	e.fEmail, e.fHandle, e.fUnit = fold.Loose(e.Email), fold.Loose(e.Handle), fold.Loose(e.Unit)
 	e.nameWords = words(fold.Loose(e.Name))

@@ -123,7 +123,7 @@ func ParseQuery(v url.Values) (Query, error) {
 		}
 	}
 	q.Text, q.Folio, q.Email, q.Name, q.Unit = get("q"), get("folio"), get("email"), get("name"), get("unit")
-	q.Handle = strings.TrimPrefix(get("handle"), "@")
+	q.Handle = strings.TrimSpace(strings.TrimLeft(get("handle"), "@"))
 	if q.ID = strings.ToUpper(get("id")); q.ID != "" {
 		if _, err := ulid.ParseStrict(q.ID); err != nil {
 			bad["id"] = "no es un id de solicitud (26 caracteres)"
