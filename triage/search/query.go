@@ -29,7 +29,8 @@ var MexicoCity = time.FixedZone("America/Mexico_City", -6*60*60)
 // Query is a search of requests. Every non-empty criterion must match (AND); text comparisons ignore
 // case and accents. The zero Query matches everything, newest first.
 type Query struct {
-	// Text (q): every word must appear in the id, folio, name, e-mail, handle, unit or subject.
+	// Text (q): every word must appear in the id, folio, name, e-mail, handle, unit, subject or the
+	// first 300 bytes of the text.
 	Text string `json:"q,omitempty"`
 	// ID is a request id (exact).
 	ID string `json:"id,omitempty"`

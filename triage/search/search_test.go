@@ -168,6 +168,7 @@ func TestSearchFindsByEveryCriterion(t *testing.T) {
 		{"q=sai-2025", id(0)},
 		{"q=escom lozano", id(4)},
 		{"q=" + c.ids[3][:12], id(3)},
+		{"q=solicitud luis", id(3)}, // the start of the text
 	} {
 		if got := ids(mustSearch(t, x, tc.query)); !slices.Equal(got, tc.want) {
 			t.Errorf("%q: got %v, want %v", tc.query, got, tc.want)
