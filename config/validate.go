@@ -278,6 +278,9 @@ func (c *Config) validate() []error {
 	positive("triage.workers", int64(c.Triage.Workers))
 	positive("triage.batch", int64(c.Triage.Batch))
 	atLeast("queues.lease", c.Queues.Lease, time.Second)
+	if c.Console.Enabled {
+		atLeast("console.session_ttl", c.Console.SessionTTL, time.Minute)
+	}
 	if c.Queues.MaxLease < c.Queues.Lease {
 		bad("queues.max_lease", "must be at least queues.lease (%s) (got %s)", c.Queues.Lease, c.Queues.MaxLease)
 	}

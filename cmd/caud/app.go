@@ -63,6 +63,9 @@ type App struct {
 	mu       sync.Mutex
 	natsDown time.Time // when the connection was lost; zero while connected
 	reloads  prometheus.Counter
+
+	catalogErr   error // last refused catalog reload, for the console
+	catalogErrAt time.Time
 }
 
 // NewApp wires nothing yet; Start does.
@@ -126,7 +129,7 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
 	a.reg.MustRegister(a.reloads)
-	a.catalog, err = triage.NewStore(cfg.Triage.Catalog, a.log, func(error) { a.reloads.Inc() })
+	a.catalog, err = triage.NewStore(cfg.Triage.Catalog, a.log, func(err error) { a.reloads.Inc(); a.catalogReloadError(err) })
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
@@ -152,7 +155,13 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	deadletter.New(a.h, a.log.With("stage", "deadletter")).Register(mux, auth)
+	letters := deadletter.New(a.h, a.log.With("stage", "deadletter"))
+	letters.Register(mux, auth)
+	if cfg.Console.Enabled && a.queues != nil {
+		if err := a.startConsole(ctx, runCtx, mux, letters); err != nil {
+			return err
+		}
+	}
 	a.registerOps(mux)
 
 	a.httpSrv = &http.Server{

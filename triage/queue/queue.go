@@ -258,6 +258,13 @@ func (q *Queues) lease(ctx context.Context, id string) (Lease, uint64, error) {
 	return l, e.Revision(), nil
 }
 
+// Lease returns a live lease by its ID (the web console shows the leased item and its countdown);
+// ErrLeaseGone when it expired, was finished or never existed.
+func (q *Queues) Lease(ctx context.Context, id string) (Lease, error) {
+	l, _, err := q.lease(ctx, id)
+	return l, err
+}
+
 // ack sends an acknowledgement verb to the delivery behind a lease and waits for the server's
 // confirmation, so a done is never reported for an ack that was lost.
 func (q *Queues) ack(ctx context.Context, l Lease, verb string) error {
