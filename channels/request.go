@@ -58,6 +58,12 @@ type Request struct {
 	Original    *Object      `json:"original,omitempty"`
 	Thread      *Thread      `json:"thread,omitempty"`
 	Auto        Auto         `json:"auto"`
+	// Defects lists what was wrong with the input and was worked around (a broken mail header, a
+	// guessed charset…), so that the agent knows the text may be incomplete. Empty for clean input.
+	Defects []Defect `json:"defects,omitempty"`
+	// Forwarded is true when Text includes a message the requester forwarded (after its own
+	// marker line); the requester is still who forwarded it.
+	Forwarded bool `json:"forwarded,omitempty"`
 	// Memo holds the fields of a scanned memo (channel memo).
 	Memo *Memo `json:"memo,omitempty"`
 	// Confirm asks for a confirmation message to the requester even on channels where the agent
@@ -94,6 +100,9 @@ type Social struct {
 	TweetID        string `json:"tweet_id,omitempty"`
 	ConversationID string `json:"conversation_id,omitempty"`
 	ForUserID      string `json:"for_user_id,omitempty"` // the X account the webhook is for
+	// Media are the URLs (or geo: URIs) of what the message carried: photos, files, locations.
+	// They point to the platform and are not archived; they may expire.
+	Media []string `json:"media,omitempty"`
 }
 
 // Memo is what was read off a scanned official memo (oficio).
@@ -149,9 +158,25 @@ type Thread struct {
 	FollowupOf string   `json:"followup_of,omitempty"`
 }
 
-// Auto flags machine-generated input (auto-replies, bounces); such requests get no notification.
+// Auto flags machine-generated input (auto-replies, bounces) and list or bulk mail; such requests
+// get no notification (NoReply).
 type Auto struct {
 	AutoSubmitted bool `json:"auto_submitted"`
+	// Bulk is "list" for mail through a mailing list (List-Id…) and "bulk" for Precedence: bulk or
+	// junk: a person may have written it, but it is never answered automatically.
+	Bulk string `json:"bulk,omitempty"`
+	// ListID is the List-Id of list mail, as written.
+	ListID string `json:"list_id,omitempty"`
+}
+
+// NoReply reports whether the requester must not get an automatic notice.
+func (a Auto) NoReply() bool { return a.AutoSubmitted || a.Bulk != "" }
+
+// Defect is one problem of the input that was worked around: a stable code for tools and metrics,
+// and a sentence in Spanish for the agent.
+type Defect struct {
+	Code string `json:"code"`
+	Text string `json:"text"`
 }
 
 // Limits on what a Request may carry; larger input is rejected, never truncated silently.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -21,13 +23,6 @@ import (
 // ErrInvalidCatalog is wrapped by every error of ParseCatalog and LoadCatalogFile about the
 // content of a catalog (syntax, unknown keys, failed validation).
 var ErrInvalidCatalog = errors.New("invalid catalog")
-
-// Areas lists the SAI service areas a catalog service may belong to.
-var Areas = []string{"CORREO", "RED", "WIFI", "TELEFONIA", "VIDEOCONF", "HOSTING", "DNS", "SEGURIDAD", "VPN",
-	"LICENCIAS", "EQUIPO", "SISTEMAS"}
-
-// Targets lists the orientation targets for matters that are not CGSI's.
-var Targets = []string{"ESCOLAR", "BECAS", "CAPITAL_HUMANO", "MANTENIMIENTO", "OTRO"}
 
 // Default thresholds, used for keys the catalog leaves out.
 const (
@@ -130,15 +125,21 @@ type ServiceDef struct {
 	Phrases  []string `yaml:"phrases"`
 	Negative []Term   `yaml:"negative"`
 	Tests    []string `yaml:"tests"`
+	// Examples are requests as people write them for this service; they train the learned model
+	// and are never matched literally.
+	Examples []string `yaml:"examples"`
 }
 
 // ScopeDef describes the informativo scope: CGSI matters with no SAI service.
 type ScopeDef struct {
-	Name     string   `yaml:"name"`
+	Name string `yaml:"name"`
+	// Concept is the concept under which such matters are registered (default CAU_INFORMATIVO_04A).
+	Concept  string   `yaml:"concept"`
 	Kind     string   `yaml:"kind"`
 	Keywords []Term   `yaml:"keywords"`
 	Phrases  []string `yaml:"phrases"`
 	Negative []Term   `yaml:"negative"`
+	Examples []string `yaml:"examples"`
 }
 
 // TargetDef is an orientation target for matters that are not CGSI's.
@@ -149,11 +150,15 @@ type TargetDef struct {
 	Keywords []Term   `yaml:"keywords"`
 	Phrases  []string `yaml:"phrases"`
 	Negative []Term   `yaml:"negative"`
+	Examples []string `yaml:"examples"`
 }
 
 // catalogFile is the YAML document.
 type catalogFile struct {
-	Version     string       `yaml:"version"`
+	Version string `yaml:"version"`
+	// Areas, when given, lists the service areas the catalog's services may use (a typo in a
+	// service's area is then an error); when omitted the areas are those the services name.
+	Areas       []string     `yaml:"areas"`
 	Thresholds  Thresholds   `yaml:"thresholds"`
 	Stopwords   []string     `yaml:"stopwords"`
 	Kind        KindCues     `yaml:"kind"`
@@ -170,6 +175,7 @@ type Catalog struct {
 	version string
 	byID    map[string]int
 	targets map[string]int
+	areas   []string // declared, or in order of first use by a service
 }
 
 // ParseCatalog parses and validates a catalog. name is the file name used in error messages
@@ -210,6 +216,14 @@ func ParseCatalog(data []byte, name string) (*Catalog, error) {
 	}
 	for i, t := range f.OutOfScope {
 		c.targets[t.Target] = i
+	}
+	c.areas = slices.Clone(f.Areas)
+	if len(c.areas) == 0 {
+		for _, s := range f.Services {
+			if !slices.Contains(c.areas, s.Area) {
+				c.areas = append(c.areas, s.Area)
+			}
+		}
 	}
 	return c, nil
 }
@@ -266,6 +280,23 @@ func (c *Catalog) Version() string { return c.version }
 
 // Name is the file name the catalog was parsed under.
 func (c *Catalog) Name() string { return c.name }
+
+// Areas returns the service areas of the catalog: those declared under `areas`, else those its
+// services use, in order of first use. Metrics, notices and the console take their labels from here.
+func (c *Catalog) Areas() []string { return slices.Clone(c.areas) }
+
+// Targets returns the orientation targets (out_of_scope[].target) in catalog order.
+func (c *Catalog) Targets() []string {
+	out := make([]string, len(c.f.OutOfScope))
+	for i, t := range c.f.OutOfScope {
+		out[i] = t.Target
+	}
+	return out
+}
+
+// Concept is the concept under which CGSI matters outside the catalog are registered
+// (informativo.concept; ConceptInformativo by default).
+func (c *Catalog) Concept() string { return c.f.Informativo.Concept }
 
 // Services returns the SAI services in catalog order.
 func (c *Catalog) Services() []Service {
@@ -372,6 +403,9 @@ func applyDefaults(f *catalogFile) {
 	}
 	if f.Informativo.Name == "" {
 		f.Informativo.Name = "Asunto informativo de la CGSI"
+	}
+	if f.Informativo.Concept == "" {
+		f.Informativo.Concept = ConceptInformativo
 	}
 }
 
@@ -521,9 +555,28 @@ func (v *validator) validate(f *catalogFile) {
 	if len(nonEmpty(f.Questions.Generic)) == 0 {
 		v.addf(v.line("questions", "generic"), "questions.generic", "is empty")
 	}
-	for area, qs := range f.Questions.Areas {
-		if !slices.Contains(Areas, area) && !slices.Contains(Targets, area) {
-			v.addf(v.line("questions", "areas", area), "questions.areas."+area, "unknown area (want one of %s)", strings.Join(Areas, " "))
+	known := map[string]bool{}
+	for i, a := range f.Areas {
+		if !validName(a) {
+			v.addf(v.line("areas", i), fmt.Sprintf("areas[%d]", i), "%q is not a name (letters, digits, _ or -)", a)
+		} else if known[a] {
+			v.addf(v.line("areas", i), fmt.Sprintf("areas[%d]", i), "duplicate area %q", a)
+		}
+		known[a] = true
+	}
+	declared := len(f.Areas) > 0
+	for _, s := range f.Services {
+		if !declared && validName(s.Area) {
+			known[s.Area] = true
+		}
+	}
+	for _, t := range f.OutOfScope {
+		known[t.Target] = true
+	}
+	for _, area := range slices.Sorted(maps.Keys(f.Questions.Areas)) {
+		qs := f.Questions.Areas[area]
+		if !known[area] {
+			v.addf(v.line("questions", "areas", area), "questions.areas."+area, "unknown area (want one of %s)", strings.Join(slices.Sorted(maps.Keys(known)), " "))
 		}
 		for i, q := range qs {
 			if strings.TrimSpace(q) == "" {
@@ -556,9 +609,15 @@ func (v *validator) validate(f *catalogFile) {
 		if strings.TrimSpace(s.Group) == "" {
 			v.addf(at("group"), p+".group", "is empty")
 		}
-		if !slices.Contains(Areas, s.Area) {
-			v.addf(at("area"), p+".area", "unknown area %q (want one of %s)", s.Area, strings.Join(Areas, " "))
+		switch {
+		case strings.TrimSpace(s.Area) == "":
+			v.addf(at("area"), p+".area", "is empty")
+		case !validName(s.Area):
+			v.addf(at("area"), p+".area", "%q is not a name (letters, digits, _ or -)", s.Area)
+		case declared && !slices.Contains(f.Areas, s.Area):
+			v.addf(at("area"), p+".area", "unknown area %q (want one of %s)", s.Area, strings.Join(f.Areas, " "))
 		}
+		v.examples(s.Examples, p+".examples", "services", i, "examples")
 		if s.Kind != "" && s.Kind != KindFalla && s.Kind != KindServicio {
 			v.addf(at("kind"), p+".kind", "must be falla or servicio, not %q", s.Kind)
 		}
@@ -584,12 +643,20 @@ func (v *validator) validate(f *catalogFile) {
 	v.terms(in.Keywords, "informativo.keywords", "informativo", "keywords")
 	v.terms(in.Negative, "informativo.negative", "informativo", "negative")
 	v.phrases(in.Phrases, "informativo.phrases", "informativo", "phrases")
+	v.examples(in.Examples, "informativo.examples", "informativo", "examples")
+	if c := in.Concept; c != "" && !validName(c) {
+		v.addf(v.line("informativo", "concept"), "informativo.concept", "%q is not a name (letters, digits, _ or -)", c)
+	}
 	targets := map[string]int{}
 	for i, t := range f.OutOfScope {
 		p := fmt.Sprintf("out_of_scope[%d]", i)
 		at := func(key string) int { return v.line("out_of_scope", i, key) }
-		if !slices.Contains(Targets, t.Target) {
-			v.addf(at("target"), p+".target", "unknown target %q (want one of %s)", t.Target, strings.Join(Targets, " "))
+		if strings.TrimSpace(t.Target) == "" {
+			v.addf(at("target"), p+".target", "is empty")
+		} else if !validName(t.Target) {
+			v.addf(at("target"), p+".target", "%q is not a name (letters, digits, _ or -)", t.Target)
+		} else if declared && slices.Contains(f.Areas, t.Target) {
+			v.addf(at("target"), p+".target", "%q is also a service area", t.Target)
 		} else if j, dup := targets[t.Target]; dup {
 			v.addf(at("target"), p+".target", "duplicate target %q (also out_of_scope[%d])", t.Target, j)
 		} else {
@@ -607,6 +674,34 @@ func (v *validator) validate(f *catalogFile) {
 		v.terms(t.Keywords, p+".keywords", "out_of_scope", i, "keywords")
 		v.terms(t.Negative, p+".negative", "out_of_scope", i, "negative")
 		v.phrases(t.Phrases, p+".phrases", "out_of_scope", i, "phrases")
+		v.examples(t.Examples, p+".examples", "out_of_scope", i, "examples")
+	}
+	for i, s := range f.Services {
+		if _, clash := targets[s.Area]; clash {
+			v.addf(v.line("services", i, "area"), fmt.Sprintf("services[%d].area", i), "%q is also an orientation target", s.Area)
+		}
+	}
+}
+
+// validName reports whether s can name an area or target: letters, digits, '_' and '-', no spaces
+// (it appears in subjects, metric labels and URLs).
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) examples(ex []string, p string, path ...any) {
+	for j, s := range ex {
+		if strings.TrimSpace(s) == "" {
+			v.addf(v.line(append(path, j)...), fmt.Sprintf("%s[%d]", p, j), "is empty")
+		}
 	}
 }
 

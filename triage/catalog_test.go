@@ -57,9 +57,15 @@ func TestParseCatalogErrors(t *testing.T) {
 			[]string{"bad.yaml:11: services[0].group: is empty"}},
 		{"unknown key", strings.Replace(smallCatalog, "    tests:", "    grupo: x\n    tests:", 1),
 			[]string{"bad.yaml:13: services[0].grupo: unknown key"}},
-		{"unknown area and bad weight", strings.Replace(strings.Replace(smallCatalog, "area: CORREO", "area: MAIL", 1),
-			"buzón]", "buzón: 50]", 1),
-			[]string{"bad.yaml:10: services[0].area: unknown area \"MAIL\"", "bad.yaml:12: services[0].keywords[1]: weight 50"}},
+		{"undeclared area and bad weight", strings.Replace(strings.Replace(smallCatalog, "area: CORREO", "area: MAIL", 1),
+			"buzón]", "buzón: 50]", 1) + "areas: [CORREO, RED]\n",
+			[]string{"bad.yaml:10: services[0].area: unknown area \"MAIL\" (want one of CORREO RED)", "bad.yaml:12: services[0].keywords[1]: weight 50"}},
+		{"area with spaces", strings.Replace(smallCatalog, "area: CORREO", "area: mi correo", 1),
+			[]string{"bad.yaml:10: services[0].area: \"mi correo\" is not a name"}},
+		{"area that is also a target", strings.Replace(smallCatalog, "area: CORREO", "area: BECAS", 1),
+			[]string{"bad.yaml:10: services[0].area: \"BECAS\" is also an orientation target"}},
+		{"questions for an unknown area", strings.Replace(smallCatalog, "  generic: [\"¿Qué necesita?\"]", "  generic: [\"¿Qué necesita?\"]\n  areas:\n    RED: [\"¿Qué nodo?\"]", 1),
+			[]string{"bad.yaml:8: questions.areas.RED: unknown area (want one of BECAS CORREO)"}},
 		{"duplicate id", strings.Replace(smallCatalog, "informativo:", `  - id: correo
     name: Otro
     area: RED
@@ -88,6 +94,40 @@ informativo:`, 1), []string{"bad.yaml:14: services[1].id: duplicate id \"correo\
 				}
 			}
 		})
+	}
+}
+
+// The catalog owns its vocabulary: another institution's areas, targets and concept load, and the
+// catalog reports them in its own order.
+func TestCatalogOwnsItsVocabulary(t *testing.T) {
+	y := strings.NewReplacer("area: CORREO", "area: CUENTAS", "target: BECAS", "target: BIBLIOTECA",
+		"  keywords: [folio]", "  concept: DTI_CONSULTA\n  keywords: [folio: 3]").Replace(smallCatalog)
+	c, err := ParseCatalog([]byte(y), "uni.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.Areas(); len(a) != 1 || a[0] != "CUENTAS" {
+		t.Errorf("areas %v", a)
+	}
+	if tg := c.Targets(); len(tg) != 1 || tg[0] != "BIBLIOTECA" {
+		t.Errorf("targets %v", tg)
+	}
+	if c.Concept() != "DTI_CONSULTA" {
+		t.Errorf("concept %q", c.Concept())
+	}
+	d := NewEngine(c).Decide(Input{Text: "¿en qué va mi folio 3345?"})
+	if d.Outcome != OutcomeInformativo || d.Concept != "DTI_CONSULTA" {
+		t.Errorf("%+v", d)
+	}
+	declared, err := ParseCatalog([]byte(y+"areas: [CUENTAS, AULA_VIRTUAL]\n"), "uni.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := declared.Areas(); len(a) != 2 || a[1] != "AULA_VIRTUAL" {
+		t.Errorf("declared areas %v", a)
+	}
+	if d := DefaultCatalog(); d.Concept() != ConceptInformativo || len(d.Areas()) != 12 || len(d.Targets()) != 5 {
+		t.Errorf("default catalog: %s %v %v", d.Concept(), d.Areas(), d.Targets())
 	}
 }
 

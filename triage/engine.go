@@ -576,8 +576,8 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	expl := e.explainDoc(s, bestIT.doc)
 	if d.kind == docInformativo {
 		out.Outcome = OutcomeInformativo
-		out.Concept = ConceptInformativo
-		expl += " → informativo (" + ConceptInformativo + ")"
+		out.Concept = e.cat.Concept()
+		expl += " → informativo (" + e.cat.Concept() + ")"
 	} else {
 		sv := e.cat.f.Services[d.index]
 		out.Outcome = OutcomeSAI
@@ -684,7 +684,7 @@ func (e *Engine) others(cands []ranked, winner int) []Service {
 			sv := e.cat.f.Services[d.index]
 			out = append(out, Service{ID: sv.ID, Name: sv.Name, Group: sv.Group, Area: sv.Area})
 		case docInformativo:
-			out = append(out, Service{ID: ConceptInformativo, Name: d.label})
+			out = append(out, Service{ID: e.cat.Concept(), Name: d.label})
 		case docTarget:
 			out = append(out, Service{ID: "no_competente:" + d.area, Name: e.cat.f.OutOfScope[d.index].Office, Area: d.area})
 		}

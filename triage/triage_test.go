@@ -176,12 +176,12 @@ func TestDefaultCatalog(t *testing.T) {
 			t.Errorf("service %s has no tests", s.ID)
 		}
 	}
-	for _, a := range Areas {
+	for _, a := range c.Areas() {
 		if !areas[a] {
 			t.Errorf("no service for area %s", a)
 		}
 	}
-	for _, tg := range Targets {
+	for _, tg := range c.Targets() {
 		if o, ok := c.Orientation(tg); !ok || o.Office == "" || o.Message == "" {
 			t.Errorf("orientation %s: %+v %v", tg, o, ok)
 		}
@@ -215,18 +215,23 @@ func TestVersionChangesWithBytes(t *testing.T) {
 	}
 }
 
+var (
+	synthAreas   = []string{"A1", "A2", "A3", "A4", "A5", "A6", "A7"}
+	synthTargets = []string{"T1", "T2", "T3"}
+)
+
 // syntheticCatalog builds a valid catalog with n services, for scaling benchmarks and tests.
 func syntheticCatalog(n int) []byte {
 	var b strings.Builder
 	b.WriteString("version: synth\nkind:\n  falla: [no funciona, error]\n  servicio: [solicito]\nquestions:\n  generic: [\"¿Qué necesita?\"]\n")
 	b.WriteString("services:\n")
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "  - id: s%d\n    name: Servicio %d\n    area: %s\n    group: Grupo %d\n", i, i, Areas[i%len(Areas)], i%17)
+		fmt.Fprintf(&b, "  - id: s%d\n    name: Servicio %d\n    area: %s\n    group: Grupo %d\n", i, i, synthAreas[i%len(synthAreas)], i%17)
 		fmt.Fprintf(&b, "    keywords: [palabra%d: 3, termino%d, \"frase compuesta %d\", correo: 0.5, red]\n", i, i, i)
 		fmt.Fprintf(&b, "    phrases: [\"no funciona el servicio numero %d\"]\n    tests: [\"Reiniciar %d\"]\n", i, i)
 	}
 	b.WriteString("informativo:\n  keywords: [folio, capacitación]\nout_of_scope:\n")
-	for _, tg := range Targets {
+	for _, tg := range synthTargets {
 		fmt.Fprintf(&b, "  - target: %s\n    office: Oficina %s\n    message: Disculpe.\n    keywords: [tramite %s]\n", tg, tg, strings.ToLower(tg))
 	}
 	return []byte(b.String())

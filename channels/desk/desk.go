@@ -24,6 +24,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // Units checks a unit against the IPN unit list.
@@ -229,11 +230,9 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	msgID := "desk:" + req.ID
 	var idemKey string
 	if s.IdempotencyKey != "" {
-		sum := sha256.Sum256([]byte(s.IdempotencyKey))
-		h := hex.EncodeToString(sum[:16])
-		msgID = "desk:key:" + h
+		msgID = "desk:key:" + natsjs.ShortHash(s.IdempotencyKey)
 		{
-			idemKey = "idem.desk." + h
+			idemKey = natsjs.DeskIdempotencyKey(s.IdempotencyKey).String()
 			fp := fingerprint(s)
 			rec := idemRecord{Request: *req, Hash: fp}
 			b, _ := json.Marshal(rec)

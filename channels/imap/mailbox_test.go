@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 )
 
 func TestFixtureMailsBecomeRequests(t *testing.T) {
@@ -384,10 +385,10 @@ func TestPoisonMailIsQuarantinedAndDeadLettered(t *testing.T) {
 	}
 	reasons := map[string]bool{}
 	for _, m := range dl {
-		if m.Subject != SubjectDLQ || m.Header.Get(HeaderDLQStage) != "imap" || m.Header.Get(HeaderOriginalObject) == "" {
+		if m.Subject != deadletter.Subject(deadletter.StageIMAP) || m.Header.Get(deadletter.HeaderStage) != "imap" || m.Header.Get(deadletter.HeaderOrigObject) == "" {
 			t.Errorf("dead letter %s %v", m.Subject, m.Header)
 		}
-		reasons[strings.SplitN(m.Header.Get(HeaderDLQReason), ":", 2)[0]] = true
+		reasons[strings.SplitN(m.Header.Get(deadletter.HeaderReason), ":", 2)[0]] = true
 	}
 	if !reasons[ReasonTooLarge] || !reasons[ReasonUnparseable] {
 		t.Errorf("reasons %v", reasons)

@@ -15,10 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
-	"golang.org/x/text/encoding/charmap"
 )
 
 // Limits of the MIME normalizer. They bound memory whatever the input: text beyond maxTextBytes is
@@ -51,6 +49,15 @@ type Message struct {
 	Auto string
 	// AutoSubmitted is the RFC 3834 Auto-Submitted header (lowercased), "" when absent.
 	AutoSubmitted string
+	// Bulk says why this is list or bulk mail ("list", "bulk"; "" otherwise): it becomes a request
+	// that is never answered automatically.
+	Bulk string
+	// ListID is the List-Id header of list mail, decoded.
+	ListID string
+	// Forwarded is true when Body includes a forwarded message (message/rfc822 or inline).
+	Forwarded bool
+	// Defects lists what was wrong with the message and was worked around (Defect* values).
+	Defects []string
 }
 
 // Part is an attachment as the AttachmentFunc reported it.
@@ -66,82 +73,115 @@ type Part struct {
 // reference in Object ("" when not archived). Normalize computes Size and SHA256 itself.
 type AttachmentFunc func(name, contentType string, r io.Reader) (object string, err error)
 
-// Normalize parses a raw message: headers (RFC 2047 decoded), the readable text (text/plain, else
-// HTML turned into text, forwarded message/rfc822 parts included), attachments (streamed to att,
-// which may be nil), and whether it is an auto-reply or bounce. It is lenient: a missing final
-// boundary, bad quoted-printable, bad base64 or an unknown charset keep what can be read. It fails
-// (wrapping ErrUnparseable) only when there is no header, or with att's error.
+// Normalize reads a raw message leniently: headers (RFC 2047 decoded), the readable text
+// (text/plain, else HTML turned into text, forwarded message/rfc822 parts and TNEF bodies included),
+// attachments (streamed to att, which may be nil), and whether it is an auto-reply, a bounce or
+// list mail. What is broken is worked around and listed in Message.Defects: an mbox "From " line,
+// broken header blocks, bad parameters, multipart without or with lost boundaries, bad
+// quoted-printable or base64, unknown, missing or wrong charsets. It fails (wrapping
+// ErrUnparseable) only when nothing readable is left, or with att's error.
 func Normalize(r io.Reader, att AttachmentFunc) (*Message, error) {
-	br := bufio.NewReader(r)
-	h, err := textproto.ReadHeader(br)
+	raw, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrUnparseable, err)
+		return nil, fmt.Errorf("read message: %w", err)
 	}
-	if h.Len() == 0 {
-		return nil, fmt.Errorf("%w: no header fields", ErrUnparseable)
+	m := &Message{}
+	raw, cr := fixLineEndings(raw)
+	if cr {
+		m.Defects = append(m.Defects, DefectBareCR)
 	}
-	m := &Message{
-		MessageID:  firstMsgID(h.Get("Message-Id")),
-		InReplyTo:  firstMsgID(h.Get("In-Reply-To")),
-		References: msgIDList(h.Get("References")),
-		Subject:    decodeHeader(h.Get("Subject")),
+	h, body, defects := readHeader(raw)
+	m.Defects = append(m.Defects, defects...)
+	d := &textDecoder{raw: raw, defects: &m.Defects}
+	m.MessageID = firstMsgID(h.Get("Message-Id"))
+	m.InReplyTo = firstMsgID(h.Get("In-Reply-To"))
+	m.References = msgIDList(h.Get("References"))
+	m.Subject = d.decodeHeader(h.Get("Subject"))
+	if _, p, _ := parseMediaType(h.Get("Content-Type")); utf7Names[cleanCharset(p["charset"])] &&
+		!strings.Contains(h.Get("Subject"), "=?") {
+		// Old clients wrote the subject in the body's UTF-7 without encoded words.
+		m.Subject = strings.TrimSpace(decodeUTF7([]byte(m.Subject)))
 	}
 	if h.Has("Return-Path") {
 		m.ReturnPath = strings.TrimSpace(h.Get("Return-Path"))
 	}
-	if d, err := netmail.ParseDate(h.Get("Date")); err == nil {
-		m.Date = d
+	if dt, err := netmail.ParseDate(h.Get("Date")); err == nil {
+		m.Date = dt
 	}
-	m.FromName, m.FromEmail = parseFrom(h.Get("From"))
-	w := &walker{att: att, msg: m}
-	text, err := w.entity(h, br, 0)
+	m.FromName, m.FromEmail = parseFrom(d, h.Get("From"))
+	w := &walker{att: att, msg: m, dec: d}
+	text, err := w.entity(h, body, 0)
 	if err != nil {
 		return nil, err
 	}
 	m.Body = cleanText(text)
-	m.AutoSubmitted, m.Auto = classifyAuto(h, m)
+	if len(text) > maxTextBytes {
+		m.Defects = append(m.Defects, DefectTextTruncated)
+	}
+	if h.Len() == 0 && !readableText(m.Body) {
+		return nil, fmt.Errorf("%w: no header and no readable text", ErrUnparseable)
+	}
+	m.AutoSubmitted, m.Auto, m.Bulk = classifyAuto(h, m, body)
+	m.ListID = d.decodeHeader(h.Get("List-Id"))
 	return m, nil
 }
 
 type walker struct {
 	att   AttachmentFunc
 	msg   *Message
+	dec   *textDecoder
 	parts int
 }
 
+func (w *walker) defect(code string) { w.dec.defect(code) }
+
 // entity returns the readable text of one entity, archiving its attachments.
-func (w *walker) entity(h textproto.Header, body io.Reader, depth int) (string, error) {
+func (w *walker) entity(h textproto.Header, body []byte, depth int) (string, error) {
 	w.parts++
-	mt, params := contentType(h)
-	disp, dparams, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
-	name := decodeParam(dparams["filename"])
+	mt, params := w.contentType(h)
+	disp, dparams := w.disposition(h)
+	name := decodeParam(w.dec, dparams["filename"])
 	if name == "" {
-		name = decodeParam(params["name"])
+		name = decodeParam(w.dec, params["name"])
 	}
-	attachment := strings.EqualFold(disp, "attachment")
+	attachment := disp == "attachment"
+	cte := h.Get("Content-Transfer-Encoding")
 	switch {
-	case strings.HasPrefix(mt, "multipart/") && depth < maxDepth && w.parts < maxParts:
+	case strings.HasPrefix(mt, "multipart/") && (depth >= maxDepth || w.parts >= maxParts):
+		w.defect(DefectTooDeep)
+		return "", nil // the original is archived anyway
+	case strings.HasPrefix(mt, "multipart/"):
 		return w.multipart(mt, params, body, depth)
-	case mt == "message/rfc822" && depth < maxDepth:
-		return w.forwarded(body, depth)
-	case (mt == "text/plain" || mt == "text/html") && !attachment:
-		raw, _ := io.ReadAll(io.LimitReader(decodeTransfer(h.Get("Content-Transfer-Encoding"), body), maxHTMLBytes))
-		s := decodeCharset(params["charset"], raw)
+	case mt == "message/rfc822" || mt == "message/global":
+		if depth >= maxDepth {
+			w.defect(DefectTooDeep)
+			return "", nil
+		}
+		return w.forwarded(decodeTransferBytes(cte, body), depth)
+	case (mt == "text/plain" || mt == "text/html" || mt == "text/enriched" || mt == "text/richtext") && !attachment:
+		raw := decodeTransferBytes(cte, limit(body, maxHTMLBytes))
+		s := w.dec.decode(params["charset"], raw)
 		if mt == "text/html" {
 			s = htmlToText(s)
 		}
 		return s, nil
-	case strings.HasPrefix(mt, "multipart/"), mt == "message/rfc822":
-		_, err := io.Copy(io.Discard, body) // too deep: the original is archived anyway
-		return "", err
-	case mt == "message/delivery-status" || mt == "message/disposition-notification" || mt == "text/rfc822-headers":
-		_, err := io.Copy(io.Discard, body)
-		return "", err
+	case mt == "message/delivery-status" || mt == "message/disposition-notification" || mt == "text/rfc822-headers" ||
+		mt == "message/feedback-report" || mt == "message/global-delivery-status" || mt == "message/global-headers":
+		return "", nil
+	case mt == "application/ms-tnef" || mt == "application/vnd.ms-tnef" || strings.EqualFold(name, "winmail.dat"):
+		return w.tnef(name, mt, decodeTransferBytes(cte, body))
 	}
 	if name == "" {
 		name = "adjunto"
 	}
-	return "", w.attachment(name, mt, decodeTransfer(h.Get("Content-Transfer-Encoding"), body))
+	return "", w.attachment(name, mt, bytes.NewReader(decodeTransferBytes(cte, body)))
+}
+
+func limit(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
 }
 
 func (w *walker) attachment(name, mt string, r io.Reader) error {
@@ -164,22 +204,41 @@ func (w *walker) attachment(name, mt string, r io.Reader) error {
 	return nil
 }
 
-func (w *walker) multipart(mt string, params map[string]string, body io.Reader, depth int) (string, error) {
+func (w *walker) multipart(mt string, params map[string]string, body []byte, depth int) (string, error) {
 	boundary := params["boundary"]
 	if boundary == "" {
-		raw, _ := io.ReadAll(io.LimitReader(body, maxHTMLBytes))
-		return decodeCharset("", raw), nil
+		w.defect(DefectNoBoundary)
+		boundary = guessBoundary(body)
+		if boundary == "" {
+			return w.dec.decode("", limit(body, maxHTMLBytes)), nil
+		}
 	}
-	mr := textproto.NewMultipartReader(body, boundary)
+	parts, defects := splitMultipart(body, boundary)
+	for _, d := range defects {
+		w.defect(d)
+	}
+	if parts == nil {
+		// No delimiter: read the body as the text it most likely is.
+		return w.dec.decode(params["charset"], limit(body, maxHTMLBytes)), nil
+	}
 	var texts []string
 	var plain, html string
-	for i := 0; w.parts < maxParts; i++ {
-		p, err := mr.NextPart()
-		if err != nil {
-			break // io.EOF, or a missing final boundary: keep what was read
+	for i, p := range parts {
+		if w.parts >= maxParts {
+			w.defect(DefectTooManyParts)
+			break
 		}
-		pmt, _ := contentType(p.Header)
-		t, err := w.entity(p.Header, p, depth+1)
+		ph, pbody, pdefects := readHeader(p)
+		for _, d := range pdefects {
+			if d != DefectNoHeader && d != DefectNoSeparator {
+				w.defect(d)
+			}
+		}
+		if mt == "multipart/digest" && !ph.Has("Content-Type") {
+			ph.Set("Content-Type", "message/rfc822")
+		}
+		pmt, _ := w.contentType(ph)
+		t, err := w.entity(ph, pbody, depth+1)
 		if err != nil {
 			return "", err
 		}
@@ -190,7 +249,7 @@ func (w *walker) multipart(mt string, params map[string]string, body io.Reader, 
 			} else if strings.TrimSpace(t) != "" && html == "" {
 				html = t
 			}
-		case mt == "multipart/report" && i > 0:
+		case mt == "multipart/report" && i > 0 && !strings.HasPrefix(pmt, "message/rfc822"):
 			// the machine-readable parts of a report are not text for a person
 		default:
 			if strings.TrimSpace(t) != "" {
@@ -207,21 +266,42 @@ func (w *walker) multipart(mt string, params map[string]string, body io.Reader, 
 	return strings.Join(texts, "\n\n"), nil
 }
 
-// forwarded renders a message/rfc822 part as a forwarded block: its main headers and text.
-func (w *walker) forwarded(body io.Reader, depth int) (string, error) {
-	br := bufio.NewReader(body)
-	h, err := textproto.ReadHeader(br)
-	if err != nil {
-		return "", nil
+// guessBoundary finds the boundary of a multipart body that declares none, as enmime and Python
+// do: the first line that looks like a delimiter ("--" and a token, later repeated).
+func guessBoundary(body []byte) string {
+	for pos := 0; pos < len(body) && pos < 64<<10; {
+		line, next := cutLine(body, pos)
+		pos = next
+		if len(line) > 3 && bytes.HasPrefix(line, []byte("--")) && !bytes.ContainsAny(line, " \t") {
+			b := strings.TrimSuffix(string(line[2:]), "--")
+			if bytes.Count(body, []byte("--"+b)) >= 2 {
+				return b
+			}
+		}
 	}
-	text, err := w.entity(h, br, depth+1)
+	return ""
+}
+
+// forwarded renders a message/rfc822 part as a forwarded block: its main headers and text.
+func (w *walker) forwarded(body []byte, depth int) (string, error) {
+	h, rest, defects := readHeader(body)
+	for _, d := range defects {
+		if d != DefectNoHeader {
+			w.defect(d)
+		}
+	}
+	text, err := w.entity(h, rest, depth+1)
 	if err != nil {
 		return "", err
 	}
+	if h.Len() == 0 && strings.TrimSpace(text) == "" {
+		return "", nil
+	}
+	w.msg.Forwarded = true
 	var b strings.Builder
-	b.WriteString("---------- Mensaje reenviado ----------\n")
+	b.WriteString(forwardMarker + "\n")
 	for _, k := range []string{"From", "Date", "Subject", "To"} {
-		if v := decodeHeader(h.Get(k)); v != "" {
+		if v := w.dec.decodeHeader(h.Get(k)); v != "" {
 			label := map[string]string{"From": "De", "Date": "Fecha", "Subject": "Asunto", "To": "Para"}[k]
 			fmt.Fprintf(&b, "%s: %s\n", label, v)
 		}
@@ -230,6 +310,9 @@ func (w *walker) forwarded(body io.Reader, depth int) (string, error) {
 	b.WriteString(text)
 	return b.String(), nil
 }
+
+// forwardMarker opens the text of a forwarded message inside a request.
+const forwardMarker = "---------- Mensaje reenviado ----------"
 
 type countingReader struct {
 	r io.Reader
@@ -242,27 +325,80 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func contentType(h textproto.Header) (string, map[string]string) {
+// contentType reads Content-Type leniently: a type without "/" or none at all is text/plain,
+// parameters are recovered when mime.ParseMediaType refuses them (DefectBadParams).
+func (w *walker) contentType(h textproto.Header) (string, map[string]string) {
 	v := h.Get("Content-Type")
-	if v == "" {
+	if strings.TrimSpace(v) == "" {
 		return "text/plain", map[string]string{}
 	}
-	mt, params, err := mime.ParseMediaType(v)
-	if err != nil {
-		// Lenient: take the type before any parameter, and the parameters we can find.
-		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
-		params = map[string]string{}
-		for _, kv := range strings.Split(v, ";")[1:] {
-			k, val, ok := strings.Cut(kv, "=")
-			if ok {
-				params[strings.ToLower(strings.TrimSpace(k))] = strings.Trim(strings.TrimSpace(val), `"`)
-			}
-		}
+	mt, params, bad := parseMediaType(v)
+	if bad {
+		w.defect(DefectBadParams)
 	}
 	if mt == "" || !strings.Contains(mt, "/") {
 		mt = "text/plain"
 	}
 	return mt, params
+}
+
+func (w *walker) disposition(h textproto.Header) (string, map[string]string) {
+	v := h.Get("Content-Disposition")
+	if strings.TrimSpace(v) == "" {
+		return "", map[string]string{}
+	}
+	d, params, bad := parseMediaType(v)
+	if bad {
+		w.defect(DefectBadParams)
+	}
+	return d, params
+}
+
+// parseMediaType is mime.ParseMediaType with a fallback for what it refuses (a missing "=", an
+// unclosed quote, a bare word, duplicate or RFC 2231 parameters gone wrong): the type before the
+// first ";", then every "key=value" that can be found; an unclosed quote ends at the next blank.
+func parseMediaType(v string) (mt string, params map[string]string, bad bool) {
+	mt, params, err := mime.ParseMediaType(v)
+	if err == nil {
+		return mt, params, false
+	}
+	mt = strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
+	if i := strings.IndexAny(mt, " \t\r\n"); i >= 0 {
+		mt = mt[:i]
+	}
+	params = map[string]string{}
+	for _, kv := range strings.Split(v, ";")[1:] {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		k = strings.TrimSuffix(k, "*")
+		val = strings.TrimSpace(val)
+		if strings.HasPrefix(val, "\"") {
+			if end := strings.IndexByte(val[1:], '"'); end >= 0 {
+				val = val[1 : end+1]
+			} else {
+				val = strings.Fields(val[1:] + " ")[0]
+			}
+		} else if f := strings.Fields(val); len(f) > 0 {
+			val = f[0]
+		}
+		if _, dup := params[k]; !dup && k != "" {
+			params[k] = val
+		}
+	}
+	return mt, params, true
+}
+
+// decodeTransferBytes undoes a Content-Transfer-Encoding leniently (see decodeTransfer).
+func decodeTransferBytes(enc string, body []byte) []byte {
+	switch strings.ToLower(strings.TrimSpace(enc)) {
+	case "quoted-printable", "base64":
+		out, _ := io.ReadAll(decodeTransfer(enc, bytes.NewReader(body)))
+		return out
+	}
+	return body
 }
 
 // decodeTransfer undoes a Content-Transfer-Encoding leniently: bad quoted-printable sequences are
@@ -365,80 +501,32 @@ func (f *b64Filter) Read(p []byte) (int, error) {
 	}
 }
 
-// decodeCharset turns raw text in the declared charset into UTF-8. An unknown or wrong charset is
-// not fatal: valid UTF-8 is kept, anything else is read as Windows-1252 so that the text stays
-// readable.
-func decodeCharset(cs string, raw []byte) string {
-	cs = strings.ToLower(strings.TrimSpace(cs))
-	switch cs {
-	case "", "us-ascii", "ascii", "utf-8", "utf8":
-		if utf8.Valid(raw) {
-			return string(raw)
-		}
-		return win1252(raw)
-	}
-	r, err := charset.Reader(cs, bytes.NewReader(raw))
-	if err == nil {
-		if out, err := io.ReadAll(r); err == nil {
-			return strings.ToValidUTF8(string(out), "\uFFFD")
-		}
-	}
-	if utf8.Valid(raw) {
-		return string(raw)
-	}
-	return win1252(raw)
-}
-
-func win1252(raw []byte) string {
-	out, err := charmap.Windows1252.NewDecoder().Bytes(raw)
-	if err != nil {
-		return strings.ToValidUTF8(string(raw), "\uFFFD")
-	}
-	return string(out)
-}
-
-var wordDecoder = &mime.WordDecoder{CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, 64<<10))
-	if err != nil {
-		return nil, err
-	}
-	return strings.NewReader(decodeCharset(cs, raw)), nil
-}}
-
-// decodeHeader decodes RFC 2047 encoded words; raw 8-bit headers are taken as UTF-8 or Windows-1252.
+// decodeHeader decodes a header value with no message context (raw 8-bit read as UTF-8 or
+// Windows-1252).
 func decodeHeader(v string) string {
-	if v == "" {
-		return ""
-	}
-	if !utf8.ValidString(v) {
-		v = win1252([]byte(v))
-	}
-	if s, err := wordDecoder.DecodeHeader(v); err == nil {
-		v = s
-	}
-	return strings.ToValidUTF8(strings.TrimSpace(strings.Join(strings.Fields(v), " ")), "\uFFFD")
+	return (&textDecoder{}).decodeHeader(v)
 }
 
 // decodeParam decodes a MIME parameter that some clients still send RFC 2047 encoded.
-func decodeParam(v string) string {
+func decodeParam(d *textDecoder, v string) string {
 	if v == "" {
 		return ""
 	}
-	return decodeHeader(v)
+	return d.decodeHeader(v)
 }
 
-func parseFrom(v string) (name, addr string) {
+func parseFrom(d *textDecoder, v string) (name, addr string) {
 	if v == "" {
 		return "", ""
 	}
 	if !utf8.ValidString(v) {
-		v = win1252([]byte(v))
+		v = d.asGuessed([]byte(v))
 	}
 	if a, err := mail.ParseAddress(v); err == nil {
-		return decodeHeader(a.Name), strings.ToValidUTF8(strings.ToLower(a.Address), "")
+		return d.decodeHeader(a.Name), strings.ToValidUTF8(strings.ToLower(a.Address), "")
 	}
 	// Lenient fallback: "Name <addr>" or a bare address.
-	dv := decodeHeader(v)
+	dv := d.decodeHeader(v)
 	if i := strings.LastIndex(dv, "<"); i >= 0 {
 		if j := strings.Index(dv[i:], ">"); j > 0 {
 			return strings.Trim(strings.TrimSpace(dv[:i]), `"`), strings.ToLower(strings.TrimSpace(dv[i+1 : i+j]))
@@ -487,14 +575,6 @@ func msgIDList(v string) []string {
 		}
 	}
 	return out
-}
-
-// NormalizeMessageID is the form a Message-ID is hashed in: no brackets, no spaces, lowercased.
-func NormalizeMessageID(id string) string {
-	id = strings.TrimSpace(id)
-	id = strings.TrimPrefix(id, "<")
-	id = strings.TrimSuffix(id, ">")
-	return strings.ToLower(strings.Join(strings.Fields(id), ""))
 }
 
 // cleanText normalizes newlines, trims trailing spaces of lines, squeezes runs of blank lines to

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // ErrLeaseLost means another process took the mailbox's lease (or a checkpoint write conflicted).
@@ -31,23 +33,10 @@ type Lease struct {
 func checkpointKey(name string) string { return "imap." + name + ".checkpoint" }
 func leaseKey(name string) string      { return "imap." + name + ".lease" }
 
-// MessageIDKey is the cau_requests key of the index entry of a Message-ID.
-func MessageIDKey(messageID string) string {
-	sum := sha256.Sum256([]byte(NormalizeMessageID(messageID)))
-	return "mid." + hex.EncodeToString(sum[:])
-}
-
-// rawKey indexes mail without a Message-ID by the SHA-256 of its bytes (the server keeps them
-// identical across a UIDVALIDITY change, so a rescan finds it).
-func rawKey(raw []byte) string {
-	sum := sha256.Sum256(raw)
-	return "mid.raw-" + hex.EncodeToString(sum[:])
-}
-
 // MsgID is the Nats-Msg-Id of a mail: from its Message-ID, else from its bytes.
 func MsgID(messageID string, raw []byte) string {
 	if messageID != "" {
-		sum := sha256.Sum256([]byte(NormalizeMessageID(messageID)))
+		sum := sha256.Sum256([]byte(natsjs.NormalizeMessageID(messageID)))
 		return "email:mid:" + hex.EncodeToString(sum[:16])
 	}
 	sum := sha256.Sum256(raw)

@@ -20,7 +20,8 @@ const (
 	StateDead     = "dead"
 )
 
-// RequestState is the index entry of one request in KV cau_requests, keyed by request id.
+// RequestState is the index entry of one request in KV cau_requests, under StateKey(request id)
+// (keys.go owns the keyspace).
 type RequestState struct {
 	State      string    `json:"state"`
 	Queue      string    `json:"queue,omitempty"`

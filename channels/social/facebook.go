@@ -1,6 +1,7 @@
 package social
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -8,7 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,13 +46,17 @@ type FacebookOptions struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for events without a timestamp; nil means time.Now.
 	Now func() time.Time
+	// Profiles, when set (a Page access token is configured), names the sender of every Messenger
+	// message before it is published; nil publishes messages with the page-scoped id only.
+	Profiles *Profiles
 }
 
 // Facebook is the handler of /webhooks/facebook. Safe for concurrent use.
 type Facebook struct {
 	*common
-	secrets []string
-	token   string
+	secrets  []string
+	token    string
+	profiles *Profiles
 }
 
 // NewFacebook returns the Facebook webhook handler.
@@ -62,7 +69,7 @@ func NewFacebook(o FacebookOptions) (*Facebook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Facebook{common: c, secrets: secrets, token: o.VerifyToken}, nil
+	return &Facebook{common: c, secrets: secrets, token: o.VerifyToken, profiles: o.Profiles}, nil
 }
 
 func nonEmpty(ss []string) []string {
@@ -111,10 +118,42 @@ func (f *Facebook) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.countIgnored(ignored)
+	f.name(r.Context(), events)
 	f.deliver(w, r, body, events, func(e Event) string { return "facebook://page/" + e.Social.PageID }, func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("EVENT_RECEIVED"))
 	})
+}
+
+// name fills in the names of Messenger senders from the Graph API, one lookup per sender,
+// concurrently; a sender the lookup cannot name keeps the page-scoped id only.
+func (f *Facebook) name(ctx context.Context, events []Event) {
+	if f.profiles == nil {
+		return
+	}
+	names := map[string]string{}
+	for _, e := range events {
+		if e.Social.Kind == KindMessage && e.Name == "" {
+			names[e.Social.SenderID] = ""
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	ids := slices.Collect(maps.Keys(names))
+	got := make([]string, len(ids))
+	_ = each(len(ids), func(i int) error {
+		got[i] = f.profiles.Name(ctx, ids[i])
+		return nil
+	})
+	for i, id := range ids {
+		names[id] = got[i]
+	}
+	for i := range events {
+		if n := names[events[i].Social.SenderID]; n != "" && events[i].Social.Kind == KindMessage && events[i].Name == "" {
+			events[i].Name, events[i].Handle = n, n
+		}
+	}
 }
 
 // VerifyFacebookSignature reports whether header is "sha256=<hex HMAC-SHA256(secret, body)>" for
@@ -148,69 +187,95 @@ func anyMAC(want, msg []byte, secrets []string) bool {
 
 // fbDelivery is the Meta webhook body for the page object.
 type fbDelivery struct {
-	Object string    `json:"object"`
-	Entry  []fbEntry `json:"entry"`
+	Object flexString        `json:"object"`
+	Entry  flexList[fbEntry] `json:"entry"`
 }
 
 type fbEntry struct {
-	ID        flexID            `json:"id"`
-	Time      flexTime          `json:"time"`
-	Messaging []fbMessaging     `json:"messaging"`
-	Standby   []json.RawMessage `json:"standby"`
-	Changes   []fbChange        `json:"changes"`
+	ID        flexID                    `json:"id"`
+	Time      flexTime                  `json:"time"`
+	Messaging flexList[json.RawMessage] `json:"messaging"`
+	Standby   flexList[json.RawMessage] `json:"standby"`
+	Changes   flexList[json.RawMessage] `json:"changes"`
 }
 
 type fbMessaging struct {
-	Sender    fbRef    `json:"sender"`
-	Recipient fbRef    `json:"recipient"`
-	Timestamp flexTime `json:"timestamp"`
-	Message   *struct {
-		Mid         string `json:"mid"`
-		Text        string `json:"text"`
-		IsEcho      bool   `json:"is_echo"`
-		Attachments []struct {
-			Type    string `json:"type"`
-			Payload struct {
-				URL       string `json:"url"`
-				StickerID flexID `json:"sticker_id"`
-			} `json:"payload"`
-		} `json:"attachments"`
-	} `json:"message"`
-	Delivery    json.RawMessage `json:"delivery"`
-	Read        json.RawMessage `json:"read"`
-	MessageEdit json.RawMessage `json:"message_edit"`
-	Reaction    json.RawMessage `json:"reaction"`
-	Postback    json.RawMessage `json:"postback"`
+	Sender    fbRef      `json:"sender"`
+	Recipient fbRef      `json:"recipient"`
+	Timestamp flexTime   `json:"timestamp"`
+	Message   *fbMessage `json:"message"`
+}
+
+type fbMessage struct {
+	Mid         flexID                 `json:"mid"`
+	Text        flexString             `json:"text"`
+	IsEcho      flexBool               `json:"is_echo"`
+	Attachments flexList[fbAttachment] `json:"attachments"`
+}
+
+type fbAttachment struct {
+	Type    flexString `json:"type"`
+	Payload struct {
+		URL         flexString `json:"url"`
+		Title       flexString `json:"title"`
+		StickerID   flexID     `json:"sticker_id"`
+		Coordinates *struct {
+			Lat  flexString `json:"lat"`
+			Long flexString `json:"long"`
+		} `json:"coordinates"`
+	} `json:"payload"`
+	Title flexString `json:"title"`
+	URL   flexString `json:"url"`
 }
 
 type fbRef struct {
-	ID   flexID `json:"id"`
-	Name string `json:"name"`
+	ID   flexID     `json:"id"`
+	Name flexString `json:"name"`
 }
 
 type fbChange struct {
-	Field string          `json:"field"`
+	Field flexString      `json:"field"`
 	Value json.RawMessage `json:"value"`
 }
 
 type fbFeedValue struct {
-	Item        string   `json:"item"`
-	Verb        string   `json:"verb"`
-	CommentID   flexID   `json:"comment_id"`
-	PostID      flexID   `json:"post_id"`
-	ParentID    flexID   `json:"parent_id"`
-	From        fbRef    `json:"from"`
-	Message     string   `json:"message"`
-	Photo       string   `json:"photo"`
-	Video       string   `json:"video"`
-	CreatedTime flexTime `json:"created_time"`
+	Item        flexString `json:"item"`
+	Verb        flexString `json:"verb"`
+	CommentID   flexID     `json:"comment_id"`
+	PostID      flexID     `json:"post_id"`
+	ParentID    flexID     `json:"parent_id"`
+	From        fbRef      `json:"from"`
+	Message     flexString `json:"message"`
+	Photo       flexString `json:"photo"`
+	Video       flexString `json:"video"`
+	CreatedTime flexTime   `json:"created_time"`
 }
+
+// fbEventKinds are the Messenger webhook events (the key beside sender/recipient/timestamp) that
+// never carry a message a person wrote. Any other key is counted as "unknown".
+var fbEventKinds = []string{
+	"delivery", "read", "message_edit", "reaction", "postback", "optin", "referral",
+	"account_linking", "payment", "checkout_update", "pre_checkout", "policy_enforcement",
+	"pass_thread_control", "take_thread_control", "request_thread_control", "app_roles",
+	"game_play", "message_request", "messaging_feedback", "messaging_handovers",
+	"response_feedback", "standby",
+}
+
+// likeStickers are the sticker ids of Messenger's like button (small, medium, large thumbs-up).
+var likeStickers = map[flexID]bool{"369239263222822": true, "369239343222814": true, "369239383222810": true}
 
 // ParseFacebook reads a Meta webhook delivery for the page object. Each Messenger message received
 // (entry[].messaging[] with a message that is not an echo) and each comment added by someone other
-// than the Page (entry[].changes[] with field feed, item comment, verb add) is an Event; echoes,
-// delivery and read receipts, edits, reactions, postbacks, standby, other feed changes and the
-// Page's own comments are counted in Ignored. The error wraps ErrMalformed.
+// than the Page (entry[].changes[] with field feed, item comment, verb add) is an Event, once per
+// platform id even when the delivery repeats it. A message without text is described by its
+// attachments ("[image] https://…", "[location] geo:19.5,-99.1", the like sticker as 👍), whose
+// URLs also go to Social.Media. Echoes, delivery and read receipts, edits, reactions, postbacks,
+// opt-ins, referrals and the other Messenger events, standby, other feed changes and the Page's
+// own comments are counted in Ignored by kind ("unknown" for a kind this parser does not know,
+// "invalid" for an element it cannot read). Fields in shapes other than documented (numbers for
+// strings, one object for a list) are read as they come; a field that cannot be read counts as
+// absent. The error wraps ErrMalformed and is returned only when the body is not a JSON object
+// with an object field.
 func ParseFacebook(body []byte) ([]Event, Ignored, error) {
 	var d fbDelivery
 	if err := json.Unmarshal(body, &d); err != nil {
@@ -224,56 +289,116 @@ func ParseFacebook(body []byte) ([]Event, Ignored, error) {
 		ig.add("other_object", 1)
 		return nil, ig, nil
 	}
+	ig.add("invalid", d.Entry.Skipped)
 	var events []Event
-	for _, en := range d.Entry {
-		page := string(en.ID)
-		ig.add("standby", len(en.Standby))
-		for _, m := range en.Messaging {
-			switch {
-			case m.Message != nil && m.Message.IsEcho:
-				ig.add("echo", 1)
-			case m.Message != nil:
-				e, reason := fbMessage(page, en, m)
-				if reason != "" {
-					ig.add(reason, 1)
-					continue
-				}
-				events = append(events, e)
-			case m.Delivery != nil:
-				ig.add("delivery", 1)
-			case m.Read != nil:
-				ig.add("read", 1)
-			case m.MessageEdit != nil:
-				ig.add("edit", 1)
-			case m.Reaction != nil:
-				ig.add("reaction", 1)
-			case m.Postback != nil:
-				ig.add("postback", 1)
-			default:
-				ig.add("unknown", 1)
-			}
+	ids := map[string]bool{}
+	keep := func(e Event) {
+		if ids[e.ID] {
+			ig.add("duplicate", 1)
+			return
 		}
-		for _, ch := range en.Changes {
-			if ch.Field != "feed" {
-				ig.add("unknown", 1)
-				continue
-			}
-			var v fbFeedValue
-			if err := json.Unmarshal(ch.Value, &v); err != nil {
-				return nil, nil, fmt.Errorf("%w: feed change: %v", ErrMalformed, err)
-			}
-			e, reason := fbComment(page, en, v)
+		ids[e.ID] = true
+		events = append(events, e)
+	}
+	for _, en := range d.Entry.Items {
+		page := string(en.ID)
+		ig.add("standby", len(en.Standby.Items))
+		ig.add("invalid", en.Messaging.Skipped+en.Changes.Skipped+en.Standby.Skipped)
+		for _, raw := range en.Messaging.Items {
+			e, reason := fbMessaging1(page, en, raw)
 			if reason != "" {
 				ig.add(reason, 1)
 				continue
 			}
-			events = append(events, e)
+			keep(e)
+		}
+		for _, raw := range en.Changes.Items {
+			e, reason := fbChange1(page, en, raw)
+			if reason != "" {
+				ig.add(reason, 1)
+				continue
+			}
+			keep(e)
 		}
 	}
 	return events, ig, nil
 }
 
-func fbMessage(page string, en fbEntry, m fbMessaging) (Event, string) {
+// fbMessaging1 reads one element of entry[].messaging[]: an Event, or the reason it is none.
+func fbMessaging1(page string, en fbEntry, raw json.RawMessage) (Event, string) {
+	var keys map[string]json.RawMessage
+	var m fbMessaging
+	if json.Unmarshal(raw, &keys) != nil || json.Unmarshal(raw, &m) != nil {
+		return Event{}, "invalid"
+	}
+	if _, ok := keys["message"]; ok {
+		if m.Message == nil {
+			return Event{}, "invalid"
+		}
+		if m.Message.IsEcho {
+			return Event{}, "echo"
+		}
+		return fbMessageEvent(page, en, m)
+	}
+	for _, k := range fbEventKinds {
+		if _, ok := keys[k]; ok {
+			return Event{}, k
+		}
+	}
+	return Event{}, "unknown"
+}
+
+func fbChange1(page string, en fbEntry, raw json.RawMessage) (Event, string) {
+	var ch fbChange
+	if json.Unmarshal(raw, &ch) != nil {
+		return Event{}, "invalid"
+	}
+	if ch.Field != "feed" {
+		return Event{}, "change_" + bounded(string(ch.Field), "leadgen", "mention", "ratings", "conversations", "messages")
+	}
+	var v fbFeedValue
+	if err := json.Unmarshal(ch.Value, &v); err != nil {
+		return Event{}, "invalid"
+	}
+	return fbComment(page, en, v)
+}
+
+// describe is the text of a message without text, made of its attachments, and their URLs.
+func (msg *fbMessage) describe() (text string, media []string) {
+	var parts []string
+	for _, a := range msg.Attachments.Items {
+		p := a.Payload
+		url := strings.TrimSpace(string(p.URL))
+		if url == "" {
+			url = strings.TrimSpace(string(a.URL))
+		}
+		switch {
+		case likeStickers[p.StickerID]:
+			parts = append(parts, "👍")
+			continue
+		case p.StickerID != "":
+			parts = append(parts, "[sticker]")
+			continue
+		case p.Coordinates != nil && p.Coordinates.Lat != "" && p.Coordinates.Long != "":
+			url = "geo:" + string(p.Coordinates.Lat) + "," + string(p.Coordinates.Long)
+		}
+		if url != "" {
+			media = append(media, url)
+		}
+		title := strings.TrimSpace(string(p.Title))
+		if title == "" {
+			title = strings.TrimSpace(string(a.Title))
+		}
+		typ := strings.TrimSpace(string(a.Type))
+		if typ == "" {
+			typ = "adjunto"
+		}
+		parts = append(parts, strings.Join(nonEmpty([]string{"[" + typ + "]", title, url}), " "))
+	}
+	return strings.Join(parts, "\n"), media
+}
+
+func fbMessageEvent(page string, en fbEntry, m fbMessaging) (Event, string) {
 	msg := m.Message
 	if msg.Mid == "" || m.Sender.ID == "" {
 		return Event{}, "invalid"
@@ -282,16 +407,10 @@ func fbMessage(page string, en fbEntry, m fbMessaging) (Event, string) {
 		// Sent by the Page without the echo flag (other apps' messages): not a request.
 		return Event{}, "echo"
 	}
-	text := msg.Text
+	described, media := msg.describe()
+	text := string(msg.Text)
 	if strings.TrimSpace(text) == "" {
-		var parts []string
-		for _, a := range msg.Attachments {
-			if a.Payload.StickerID != "" {
-				continue // a sticker or the like button says nothing to triage
-			}
-			parts = append(parts, strings.TrimSpace("["+a.Type+"] "+a.Payload.URL))
-		}
-		text = strings.Join(parts, "\n")
+		text = described
 	}
 	text = cleanText(text)
 	if text == "" {
@@ -307,12 +426,13 @@ func fbMessage(page string, en fbEntry, m fbMessaging) (Event, string) {
 	return Event{
 		Social: channels.Social{
 			Platform: PlatformFacebook, Kind: KindMessage, PageID: page,
-			SenderID: string(m.Sender.ID), RecipientID: string(m.Recipient.ID), MessageID: msg.Mid,
+			SenderID: string(m.Sender.ID), RecipientID: string(m.Recipient.ID), MessageID: string(msg.Mid),
+			Media: media,
 		},
-		ID:     msg.Mid,
+		ID:     string(msg.Mid),
 		Time:   t,
-		Name:   m.Sender.Name, // absent in Messenger payloads: the name needs the Graph API
-		Handle: m.Sender.Name,
+		Name:   string(m.Sender.Name), // absent in Messenger payloads: the name needs the Graph API
+		Handle: string(m.Sender.Name),
 		Text:   text,
 	}, ""
 }
@@ -322,19 +442,19 @@ func fbComment(page string, en fbEntry, v fbFeedValue) (Event, string) {
 	case v.Item != "comment":
 		return Event{}, "feed_other"
 	case v.Verb != "add":
-		return Event{}, "comment_" + bounded(v.Verb, "edited", "remove", "hide", "unhide")
+		return Event{}, "comment_" + bounded(string(v.Verb), "edited", "remove", "hide", "unhide")
 	case v.CommentID == "":
 		return Event{}, "invalid"
 	case page != "" && string(v.From.ID) == page:
 		return Event{}, "own_comment"
 	}
-	text := v.Message
+	text := string(v.Message)
 	if strings.TrimSpace(text) == "" {
 		switch {
 		case v.Photo != "":
-			text = "[photo] " + v.Photo
+			text = "[photo] " + string(v.Photo)
 		case v.Video != "":
-			text = "[video] " + v.Video
+			text = "[video] " + string(v.Video)
 		}
 	}
 	text = cleanText(text)
@@ -352,8 +472,8 @@ func fbComment(page string, en fbEntry, v fbFeedValue) (Event, string) {
 		},
 		ID:     string(v.CommentID),
 		Time:   t,
-		Name:   v.From.Name,
-		Handle: v.From.Name,
+		Name:   string(v.From.Name),
+		Handle: string(v.From.Name),
 		Text:   text,
 	}, ""
 }

@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // Platforms, as used in metrics labels, Social.Platform and the seen-record keys.
@@ -359,10 +359,7 @@ func (c *common) archive(ctx context.Context, body []byte) (*channels.Object, er
 }
 
 // seenKey is the cau_requests key recording that the platform id was published.
-func (c *common) seenKey(e Event) string {
-	sum := sha256.Sum256([]byte(e.ID))
-	return "social." + c.platform + "." + hex.EncodeToString(sum[:16])
-}
+func (c *common) seenKey(e Event) string { return natsjs.SocialKey(c.platform, e.ID).String() }
 
 func (c *common) isSeen(ctx context.Context, e Event) (bool, error) {
 	_, err := c.seen.Get(ctx, c.seenKey(e))
@@ -447,26 +444,19 @@ func requestID(platform, id string, t time.Time) string {
 	return u.String()
 }
 
-// flexID is an id that the platforms send as a string (and, now and then, as a number).
+// flexID is an id that the platforms send as a string (and, now and then, as a number); any other
+// shape reads as absent.
 type flexID string
 
 func (f *flexID) UnmarshalJSON(b []byte) error {
-	switch {
-	case string(b) == "null":
-		*f = ""
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*f = flexID(s)
-	default:
-		var n json.Number
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("id: %w", err)
-		}
-		*f = flexID(n.String())
+	var s flexString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
 	}
+	if s == "true" || s == "false" {
+		s = "" // a boolean is no id
+	}
+	*f = flexID(s)
 	return nil
 }
 

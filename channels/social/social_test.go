@@ -117,6 +117,7 @@ type rigOptions struct {
 	maxBody  int64
 	timeout  time.Duration
 	fbTokens string
+	profiles *social.Profiles
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -129,7 +130,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	}
 	fb, err := social.NewFacebook(social.FacebookOptions{
 		AppSecrets: []string{"another-app-secret", appSecret}, VerifyToken: o.fbTokens, MaxBodyBytes: o.maxBody,
-		Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout,
+		Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout, Profiles: o.profiles,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -522,15 +523,13 @@ func TestTooLargeIs413(t *testing.T) {
 
 func TestMalformedIs400AndPublishesNothing(t *testing.T) {
 	r := newRig(t, rigOptions{})
-	for _, body := range []string{`{"object":"page","entry":[{"id":"1","messaging":[{"message":{"mid":"m_1","text":"hola"}}]}]`, `not json`, `{"object":"page","entry":"x"}`, `{"entry":[]}`, `null`, `[]`, ``,
-		`{"object":"page","entry":[{"id":"1","changes":[{"field":"feed","value":"nope"}]}]}`} {
+	for _, body := range []string{`{"object":"page","entry":[{"id":"1","messaging":[{"message":{"mid":"m_1","text":"hola"}}]}]`, `not json`, `{"entry":[]}`, `null`, `[]`, ``} {
 		b := []byte(body)
 		if rr := r.do(t, http.MethodPost, "/webhooks/facebook", b, map[string]string{social.FacebookSignatureHeader: signFB(appSecret, b)}); rr.Code != http.StatusBadRequest {
 			t.Errorf("facebook %q: %d, want 400", body, rr.Code)
 		}
 	}
-	for _, body := range []string{`{"for_user_id":"1","direct_message_events":[{"type":"message_create","id":"9"`, `[]`, `null`, `{}`,
-		`{"for_user_id":"1","direct_message_events":{}}`, `{"for_user_id":{"a":1}}`} {
+	for _, body := range []string{`{"for_user_id":"1","direct_message_events":[{"type":"message_create","id":"9"`, `[]`, `null`, `"x"`} {
 		b := []byte(body)
 		if rr := r.do(t, http.MethodPost, "/webhooks/x", b, map[string]string{social.XSignatureHeader: signX(consumerSecret, b)}); rr.Code != http.StatusBadRequest {
 			t.Errorf("x %q: %d, want 400", body, rr.Code)
@@ -538,6 +537,35 @@ func TestMalformedIs400AndPublishesNothing(t *testing.T) {
 	}
 	if n := len(r.inbound(t)); n != 0 {
 		t.Fatalf("%d published", n)
+	}
+}
+
+// TestOddShapesAre200AndCounted: a signed delivery whose parts are shaped otherwise than
+// documented is acknowledged (a 400 would make the platform retry and then drop it) and what
+// could not be read is counted as invalid; nothing is published from it.
+func TestOddShapesAre200AndCounted(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	for _, body := range []string{`{"object":"page","entry":"x"}`, `{"object":"page","entry":[{"id":"1","changes":[{"field":"feed","value":"nope"}]}]}`,
+		`{"object":"page","entry":[{"id":"1","messaging":[7,{"message":"text"}]}]}`} {
+		b := []byte(body)
+		if rr := r.do(t, http.MethodPost, "/webhooks/facebook", b, map[string]string{social.FacebookSignatureHeader: signFB(appSecret, b)}); rr.Code != http.StatusOK {
+			t.Errorf("facebook %q: %d, want 200", body, rr.Code)
+		}
+	}
+	for _, body := range []string{`{}`, `{"for_user_id":"1","direct_message_events":{}}`, `{"for_user_id":{"a":1}}`, `{"for_user_id":"1","direct_message_events":[3]}`} {
+		b := []byte(body)
+		if rr := r.do(t, http.MethodPost, "/webhooks/x", b, map[string]string{social.XSignatureHeader: signX(consumerSecret, b)}); rr.Code != http.StatusOK {
+			t.Errorf("x %q: %d, want 200", body, rr.Code)
+		}
+	}
+	if n := len(r.inbound(t)); n != 0 {
+		t.Fatalf("%d published", n)
+	}
+	if got := value(t, r, "caud_social_ignored_total", "facebook", "reason", "invalid"); got != 4 {
+		t.Errorf("facebook invalid = %v, want 4", got)
+	}
+	if got := value(t, r, "caud_social_ignored_total", "x", "reason", "invalid"); got != 2 {
+		t.Errorf("x invalid = %v, want 2", got)
 	}
 }
 
@@ -569,8 +597,11 @@ func TestMixedFacebookDelivery(t *testing.T) {
 	for _, p := range r.inbound(t) {
 		got[p.Req.Source.PlatformID] = p.Req
 	}
-	if len(got) != 3 {
-		t.Fatalf("%d requests, want m_one, m_pic, c_1: %v", len(got), got)
+	if len(got) != 4 {
+		t.Fatalf("%d requests, want m_one, m_pic, m_like, c_1: %v", len(got), got)
+	}
+	if got["m_like"].Text != "👍" || len(got["m_pic"].Source.Social.Media) != 1 || got["m_pic"].Source.Social.Media[0] != "https://cdn.example/p.jpg" {
+		t.Errorf("m_like %q, m_pic media %v", got["m_like"].Text, got["m_pic"].Source.Social.Media)
 	}
 	if got["m_pic"].Text != "[image] https://cdn.example/p.jpg" || got["m_one"].Source.Social.PageID != "111" || got["c_1"].Source.Social.PageID != "222" {
 		t.Errorf("requests: %+v", got)
@@ -578,7 +609,7 @@ func TestMixedFacebookDelivery(t *testing.T) {
 	if got["m_one"].Original.Object != got["c_1"].Original.Object {
 		t.Error("one delivery should be archived once")
 	}
-	for reason, want := range map[string]float64{"echo": 1, "delivery": 1, "read": 1, "edit": 1, "unknown": 2, "own_comment": 1, "comment_edited": 1, "feed_other": 1, "empty": 1} {
+	for reason, want := range map[string]float64{"echo": 1, "delivery": 1, "read": 1, "message_edit": 1, "optin": 1, "own_comment": 1, "comment_edited": 1, "feed_other": 1, "change_ratings": 1} {
 		if got := value(t, r, "caud_social_ignored_total", "facebook", "reason", reason); got != want {
 			t.Errorf("ignored %s = %v, want %v", reason, got, want)
 		}

@@ -143,10 +143,10 @@ func VerifyXSignature(header string, body []byte, secrets []string) bool {
 }
 
 type xUser struct {
-	ID         flexID `json:"id_str"`
-	IDAlt      flexID `json:"id"`
-	Name       string `json:"name"`
-	ScreenName string `json:"screen_name"`
+	ID         flexID     `json:"id_str"`
+	IDAlt      flexID     `json:"id"`
+	Name       flexString `json:"name"`
+	ScreenName flexString `json:"screen_name"`
 }
 
 func (u xUser) id() string {
@@ -156,45 +156,77 @@ func (u xUser) id() string {
 	return string(u.IDAlt)
 }
 
+type xMedia struct {
+	URLHTTPS flexString `json:"media_url_https"`
+	URL      flexString `json:"media_url"`
+	Type     flexString `json:"type"`
+}
+
+func (m xMedia) url() string {
+	if m.URLHTTPS != "" {
+		return strings.TrimSpace(string(m.URLHTTPS))
+	}
+	return strings.TrimSpace(string(m.URL))
+}
+
 type xDM struct {
-	Type             string   `json:"type"`
-	ID               flexID   `json:"id"`
-	CreatedTimestamp flexTime `json:"created_timestamp"`
+	Type             flexString `json:"type"`
+	ID               flexID     `json:"id"`
+	CreatedTimestamp flexTime   `json:"created_timestamp"`
 	MessageCreate    struct {
 		Target struct {
 			RecipientID flexID `json:"recipient_id"`
 		} `json:"target"`
 		SenderID    flexID `json:"sender_id"`
 		MessageData struct {
-			Text       string `json:"text"`
+			Text       flexString `json:"text"`
 			Attachment *struct {
-				Type  string `json:"type"`
-				Media struct {
-					URL string `json:"media_url_https"`
-				} `json:"media"`
+				Type flexString `json:"type"`
+				// Media is one object in the v1.1 documentation and an array in some deliveries.
+				Media flexList[xMedia] `json:"media"`
 			} `json:"attachment"`
 		} `json:"message_data"`
 	} `json:"message_create"`
 }
 
 type xTweet struct {
-	IDStr         flexID   `json:"id_str"`
-	CreatedAt     flexTime `json:"created_at"`
-	TimestampMS   flexTime `json:"timestamp_ms"`
-	Text          string   `json:"text"`
-	FullText      string   `json:"full_text"`
-	Truncated     bool     `json:"truncated"`
+	IDStr         flexID     `json:"id_str"`
+	IDAlt         flexID     `json:"id"`
+	CreatedAt     flexTime   `json:"created_at"`
+	TimestampMS   flexTime   `json:"timestamp_ms"`
+	Text          flexString `json:"text"`
+	FullText      flexString `json:"full_text"`
 	ExtendedTweet *struct {
-		FullText string `json:"full_text"`
+		FullText flexString `json:"full_text"`
 	} `json:"extended_tweet"`
 	User            xUser           `json:"user"`
 	RetweetedStatus json.RawMessage `json:"retweeted_status"`
+	InReplyToUserID flexID          `json:"in_reply_to_user_id_str"`
+	InReplyToUser   flexID          `json:"in_reply_to_user_id"`
+	InReplyToName   flexString      `json:"in_reply_to_screen_name"`
 	Entities        struct {
-		UserMentions []struct {
-			ScreenName string `json:"screen_name"`
-			ID         flexID `json:"id_str"`
-		} `json:"user_mentions"`
+		UserMentions flexList[struct {
+			ScreenName flexString `json:"screen_name"`
+			ID         flexID     `json:"id_str"`
+		}] `json:"user_mentions"`
 	} `json:"entities"`
+	ExtendedEntities struct {
+		Media flexList[xMedia] `json:"media"`
+	} `json:"extended_entities"`
+}
+
+func (tw xTweet) id() string {
+	if tw.IDStr != "" {
+		return string(tw.IDStr)
+	}
+	return string(tw.IDAlt)
+}
+
+func (tw xTweet) inReplyTo() string {
+	if tw.InReplyToUserID != "" {
+		return string(tw.InReplyToUserID)
+	}
+	return string(tw.InReplyToUser)
 }
 
 // xIgnoredKinds are Account Activity event arrays that never become a request.
@@ -205,12 +237,16 @@ var xIgnoredKinds = map[string]bool{
 	"tweet_delete_events": true,
 }
 
-// ParseX reads an X Account Activity delivery. Each direct message event not sent by for_user_id
+// ParseX reads an X Account Activity delivery. Each direct message event not sent by the account
 // and each tweet_create_events post that is neither the account's own post nor a retweet is an
-// Event, with the author's name and @handle from the users map (or the post's user), the text
-// HTML-unescaped, and, for a post, the leading @mentions of the account removed. Other event kinds
-// are counted in Ignored by kind ("unknown" for kinds this parser does not know). The error wraps
-// ErrMalformed.
+// Event (once per id), with the author's name and @handle from the users map (or the post's
+// user), the text HTML-unescaped, media URLs in Social.Media and, for a post, the leading
+// @mentions of the account removed. The account is for_user_id; a delivery without it (or with
+// one that cannot be read) still gives its events, the account then being inferred: the user
+// that every direct message of the delivery involves (the recipient when a single message leaves
+// it open), else the user the posts reply to. Other event kinds are counted in Ignored by kind
+// ("unknown" for kinds this parser does not know, "invalid" for an element it cannot read).
+// The error wraps ErrMalformed and is returned only when the body is not a JSON object.
 func ParseX(body []byte) ([]Event, Ignored, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
@@ -219,83 +255,137 @@ func ParseX(body []byte) ([]Event, Ignored, error) {
 	if top == nil {
 		return nil, nil, fmt.Errorf("%w: not an object", ErrMalformed)
 	}
+	ig := Ignored{}
 	var forUser flexID
-	if raw, ok := top["for_user_id"]; ok {
-		if err := json.Unmarshal(raw, &forUser); err != nil {
-			return nil, nil, fmt.Errorf("%w: for_user_id: %v", ErrMalformed, err)
-		}
-	}
-	if forUser == "" {
-		return nil, nil, fmt.Errorf("%w: no for_user_id", ErrMalformed)
+	if raw, ok := top["for_user_id"]; ok && json.Unmarshal(raw, &forUser) != nil {
+		forUser = ""
 	}
 	var users map[string]xUser
-	if raw, ok := top["users"]; ok {
-		if err := json.Unmarshal(raw, &users); err != nil {
-			return nil, nil, fmt.Errorf("%w: users: %v", ErrMalformed, err)
+	if raw, ok := top["users"]; ok && json.Unmarshal(raw, &users) != nil {
+		users = nil // names are a nicety; the messages do not depend on them
+		ig.add("invalid_users", 1)
+	}
+	var dms flexList[xDM]
+	if raw, ok := top["direct_message_events"]; ok {
+		_ = json.Unmarshal(raw, &dms) // a non-array reads as empty, counted as skipped
+		ig.add("invalid", dms.Skipped)
+	}
+	var tws flexList[xTweet]
+	if raw, ok := top["tweet_create_events"]; ok {
+		_ = json.Unmarshal(raw, &tws)
+		ig.add("invalid", tws.Skipped)
+	}
+	account := string(forUser)
+	if account == "" {
+		account = inferAccount(dms.Items, tws.Items)
+		ig.add("no_for_user_id", 1)
+	}
+	var events []Event
+	ids := map[string]bool{}
+	keep := func(e Event, reason string) {
+		switch {
+		case reason != "":
+			ig.add(reason, 1)
+		case ids[e.ID]:
+			ig.add("duplicate", 1)
+		default:
+			ids[e.ID] = true
+			events = append(events, e)
 		}
 	}
-	ig := Ignored{}
-	var events []Event
-	for _, key := range slices.Sorted(maps.Keys(top)) { // a stable order of events
-		raw := top[key]
+	for _, dm := range dms.Items {
+		keep(xDirectMessage(account, users, dm))
+	}
+	for _, tw := range tws.Items {
+		keep(xMention(account, users, tw))
+	}
+	for _, key := range slices.Sorted(maps.Keys(top)) {
 		switch key {
-		case "for_user_id", "users", "user_has_blocked", "apps", "source":
-		case "direct_message_events":
-			var dms []xDM
-			if err := json.Unmarshal(raw, &dms); err != nil {
-				return nil, nil, fmt.Errorf("%w: direct_message_events: %v", ErrMalformed, err)
-			}
-			for _, dm := range dms {
-				e, reason := xDirectMessage(string(forUser), users, dm)
-				if reason != "" {
-					ig.add(reason, 1)
-					continue
-				}
-				events = append(events, e)
-			}
-		case "tweet_create_events":
-			var tws []xTweet
-			if err := json.Unmarshal(raw, &tws); err != nil {
-				return nil, nil, fmt.Errorf("%w: tweet_create_events: %v", ErrMalformed, err)
-			}
-			for _, tw := range tws {
-				e, reason := xMention(string(forUser), users, tw)
-				if reason != "" {
-					ig.add(reason, 1)
-					continue
-				}
-				events = append(events, e)
-			}
-		default:
-			kind := "unknown"
-			if xIgnoredKinds[key] {
-				kind = key
-			}
-			var arr []json.RawMessage
-			if json.Unmarshal(raw, &arr) == nil {
-				ig.add(kind, len(arr))
-			} else {
-				ig.add(kind, 1)
-			}
+		case "for_user_id", "users", "user_has_blocked", "apps", "source", "direct_message_events", "tweet_create_events":
+			continue
+		}
+		kind := "unknown"
+		if xIgnoredKinds[key] {
+			kind = key
+		}
+		var arr []json.RawMessage
+		if json.Unmarshal(top[key], &arr) == nil {
+			ig.add(kind, len(arr))
+		} else {
+			ig.add(kind, 1)
 		}
 	}
 	return events, ig, nil
 }
 
+// inferAccount guesses the subscribed account of a delivery without for_user_id: the one user in
+// every direct message (sender or recipient); with several candidates, the recipient of the first
+// message; without direct messages, the user the first reply is addressed to. "" when none.
+func inferAccount(dms []xDM, tws []xTweet) string {
+	var common map[string]bool
+	first := ""
+	for _, dm := range dms {
+		s, r := string(dm.MessageCreate.SenderID), string(dm.MessageCreate.Target.RecipientID)
+		if s == "" || r == "" {
+			continue
+		}
+		if first == "" {
+			first = r
+		}
+		pair := map[string]bool{s: true, r: true}
+		if common == nil {
+			common = pair
+			continue
+		}
+		for id := range common {
+			if !pair[id] {
+				delete(common, id)
+			}
+		}
+	}
+	if len(common) == 1 {
+		for id := range common {
+			return id
+		}
+	}
+	if first != "" {
+		return first
+	}
+	for _, tw := range tws {
+		if to := tw.inReplyTo(); to != "" {
+			return to
+		}
+	}
+	return ""
+}
+
 func xDirectMessage(forUser string, users map[string]xUser, dm xDM) (Event, string) {
 	mc := dm.MessageCreate
 	switch {
-	case dm.Type != "message_create":
+	case dm.Type != "message_create" && dm.Type != "":
 		return Event{}, "dm_other"
 	case dm.ID == "" || mc.SenderID == "":
 		return Event{}, "invalid"
-	case string(mc.SenderID) == forUser:
+	case forUser != "" && string(mc.SenderID) == forUser:
 		return Event{}, "own_dm"
 	}
-	text := html.UnescapeString(mc.MessageData.Text)
-	if strings.TrimSpace(text) == "" && mc.MessageData.Attachment != nil {
-		a := mc.MessageData.Attachment
-		text = strings.TrimSpace("[" + a.Type + "] " + a.Media.URL)
+	text := html.UnescapeString(string(mc.MessageData.Text))
+	var media []string
+	if a := mc.MessageData.Attachment; a != nil {
+		var parts []string
+		for _, m := range a.Media.Items {
+			if u := m.url(); u != "" {
+				media = append(media, u)
+				typ := string(m.Type)
+				if typ == "" {
+					typ = string(a.Type)
+				}
+				parts = append(parts, strings.TrimSpace("["+typ+"] "+u))
+			}
+		}
+		if strings.TrimSpace(text) == "" {
+			text = strings.Join(parts, "\n")
+		}
 	}
 	text = cleanText(text)
 	if text == "" {
@@ -303,22 +393,36 @@ func xDirectMessage(forUser string, users map[string]xUser, dm xDM) (Event, stri
 	}
 	sender := string(mc.SenderID)
 	recipient := string(mc.Target.RecipientID)
+	account := forUser
+	if account == "" {
+		account = recipient
+	}
 	e := Event{
 		Social: channels.Social{
 			Platform: PlatformX, Kind: KindDM, SenderID: sender, RecipientID: recipient,
-			MessageID: string(dm.ID), ConversationID: dmConversation(sender, recipient), ForUserID: forUser,
+			MessageID: string(dm.ID), ConversationID: dmConversation(sender, recipient), ForUserID: account,
+			Media: media,
 		},
 		ID:   string(dm.ID),
 		Time: dm.CreatedTimestamp.Time,
 		Text: text,
 	}
 	if u, ok := users[sender]; ok {
-		e.Name = u.Name
-		if u.ScreenName != "" {
-			e.Handle = "@" + u.ScreenName
+		e.Name = string(u.Name)
+		if h := handle(u.ScreenName); h != "" {
+			e.Handle = h
 		}
 	}
 	return e, ""
+}
+
+// handle is "@screen_name", or "" when the screen name is empty.
+func handle(screenName flexString) string {
+	s := strings.TrimPrefix(strings.TrimSpace(string(screenName)), "@")
+	if s == "" {
+		return ""
+	}
+	return "@" + s
 }
 
 // dmConversation is X's id of the one-to-one conversation: the two user ids, lower first.
@@ -334,31 +438,44 @@ func dmConversation(a, b string) string {
 
 func xMention(forUser string, users map[string]xUser, tw xTweet) (Event, string) {
 	author := tw.User.id()
+	id := tw.id()
 	switch {
-	case tw.IDStr == "" || author == "":
+	case id == "" || author == "":
 		return Event{}, "invalid"
-	case author == forUser:
+	case forUser != "" && author == forUser:
 		return Event{}, "own_tweet"
 	case tw.RetweetedStatus != nil && string(tw.RetweetedStatus) != "null":
 		return Event{}, "retweet"
 	}
-	text := tw.Text
+	text := string(tw.Text)
 	switch {
 	case tw.ExtendedTweet != nil && tw.ExtendedTweet.FullText != "":
-		text = tw.ExtendedTweet.FullText
+		text = string(tw.ExtendedTweet.FullText)
 	case tw.FullText != "":
-		text = tw.FullText
+		text = string(tw.FullText)
 	}
 	ours := map[string]bool{}
-	for _, m := range tw.Entities.UserMentions {
-		if string(m.ID) == forUser && m.ScreenName != "" {
-			ours[strings.ToLower(m.ScreenName)] = true
+	for _, m := range tw.Entities.UserMentions.Items {
+		if forUser != "" && string(m.ID) == forUser && m.ScreenName != "" {
+			ours[strings.ToLower(string(m.ScreenName))] = true
 		}
 	}
 	if u, ok := users[forUser]; ok && u.ScreenName != "" {
-		ours[strings.ToLower(u.ScreenName)] = true
+		ours[strings.ToLower(string(u.ScreenName))] = true
+	}
+	if forUser != "" && tw.inReplyTo() == forUser && tw.InReplyToName != "" {
+		ours[strings.ToLower(string(tw.InReplyToName))] = true
 	}
 	text = cleanText(stripLeadingMentions(html.UnescapeString(text), ours))
+	var media []string
+	for _, m := range tw.ExtendedEntities.Media.Items {
+		if u := m.url(); u != "" {
+			media = append(media, u)
+		}
+	}
+	if text == "" && len(media) > 0 {
+		text = "[photo] " + strings.Join(media, "\n[photo] ")
+	}
 	if text == "" {
 		return Event{}, "empty"
 	}
@@ -368,21 +485,20 @@ func xMention(forUser string, users map[string]xUser, tw xTweet) (Event, string)
 	}
 	e := Event{
 		Social: channels.Social{
-			Platform: PlatformX, Kind: KindMention, SenderID: author, TweetID: string(tw.IDStr),
-			ForUserID: forUser,
+			Platform: PlatformX, Kind: KindMention, SenderID: author, TweetID: id,
+			ForUserID: forUser, Media: media,
 		},
-		ID:   string(tw.IDStr),
-		Time: t,
-		Name: tw.User.Name,
-		Text: text,
+		ID:     id,
+		Time:   t,
+		Name:   string(tw.User.Name),
+		Handle: handle(tw.User.ScreenName),
+		Text:   text,
 	}
-	if tw.User.ScreenName != "" {
-		e.Handle = "@" + tw.User.ScreenName
-	} else if u, ok := users[author]; ok && u.ScreenName != "" {
-		e.Handle = "@" + u.ScreenName
+	if e.Handle == "" {
+		e.Handle = handle(users[author].ScreenName)
 	}
 	if e.Name == "" {
-		e.Name = users[author].Name
+		e.Name = string(users[author].Name)
 	}
 	return e, ""
 }

@@ -181,7 +181,12 @@ func (a *app) printTriage(w io.Writer, t *Triage) {
 		f.line("Triaje", "pendiente")
 		return
 	}
-	f.line("Triaje", label(outcomeLabels, t.Outcome))
+	if t.Outcome == outcomeInformativo && t.Concept != "" {
+		// The loaded catalog names its own concept.
+		f.line("Triaje", "informativo (registrar como "+t.Concept+")")
+	} else {
+		f.line("Triaje", label(outcomeLabels, t.Outcome))
+	}
 	f.line("Tipo", t.Kind)
 	if s := t.Service; s != nil {
 		name := s.ID

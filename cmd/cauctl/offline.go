@@ -17,6 +17,7 @@ func offlineCommands() []command {
 	return []command{
 		{"catalog check", "ARCHIVO", "validar un catálogo YAML (sin servidor)", (*app).cmdCatalogCheck},
 		{"triage explain", "[--catalog ARCHIVO] [--subject ASUNTO] TEXTO…", "explicar la decisión de triaje para un texto (sin servidor)", (*app).cmdTriageExplain},
+		{"mail check", "DIR [--expect manifest.jsonl] [--misses]", "leer una carpeta de correos .eml como lo haría el buzón e informar (sin servidor)", (*app).cmdMailCheck},
 		{"triage eval", "ARCHIVO.jsonl [--catalog ARCHIVO]", "medir el triaje contra ejemplos etiquetados (sin servidor)", (*app).cmdTriageEval},
 	}
 }

@@ -20,16 +20,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/channels/imap"
 	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
-	"github.com/ipn-cgsi/caud/channels/notify"
 	"github.com/ipn-cgsi/caud/channels/social"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
+	"github.com/ipn-cgsi/caud/triage/archive"
+	"github.com/ipn-cgsi/caud/triage/audit"
+	"github.com/ipn-cgsi/caud/triage/notify"
 	"github.com/ipn-cgsi/caud/triage/queue"
+	"github.com/ipn-cgsi/caud/triage/search"
 	"github.com/ipn-cgsi/caud/triage/worker"
 )
 
@@ -46,8 +49,14 @@ type App struct {
 	sink    *natsjs.Sink
 	catalog *triage.Store
 	queues  *queue.Queues
-	desk    *desk.Desk
-	worker  *worker.Worker
+	// trail, recorder, search and archive serve the history, search and originals of requests
+	// (the API and the console).
+	trail    *audit.Trail
+	recorder *audit.Recorder
+	search   *search.Index
+	archive  *archive.Archive
+	desk     *desk.Desk
+	worker   *worker.Worker
 
 	// health are the adapters that report to /readyz.
 	health []channels.HealthReporter
@@ -138,6 +147,15 @@ func (a *App) Start(ctx context.Context) error {
 		a.goBG(func() { _ = a.catalog.Watch(runCtx) })
 	}
 
+	tctx, tcancel = context.WithTimeout(ctx, 30*time.Second)
+	a.trail, err = audit.Open(tctx, a.h.JS, audit.TrailOptions{Replicas: cfg.NATS.Replicas})
+	tcancel()
+	if err != nil {
+		return err
+	}
+	a.recorder = audit.NewRecorder(a.h.JS, audit.RecorderOptions{Logger: a.log.With("stage", "audit"), Registerer: a.reg})
+	a.goBG(func() { _ = a.recorder.Run(runCtx) })
+
 	mux := http.NewServeMux()
 	auth := a.auth()
 	if cfg.HasRole(config.RoleIntake) {
@@ -151,7 +169,7 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 	if cfg.HasRole(config.RoleQueues) {
-		if err := a.startQueues(ctx, mux, auth); err != nil {
+		if err := a.startQueues(ctx, runCtx, mux, auth); err != nil {
 			return err
 		}
 	}
@@ -205,9 +223,18 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 	}
 	mux.Handle("POST /api/v1/requests", auth(a.desk))
 	if fb := cfg.Social.Facebook; fb.AppSecret != "" {
+		var profiles *social.Profiles
+		if fb.PageAccessToken != "" {
+			if profiles, err = social.NewProfiles(social.ProfileOptions{
+				PageAccessToken: fb.PageAccessToken, AppSecret: fb.AppSecret, GraphBase: fb.APIBase,
+				Logger: a.log.With("channel", "facebook"), Registerer: a.reg,
+			}); err != nil {
+				return fmt.Errorf("facebook profiles: %w", err)
+			}
+		}
 		h, err := social.NewFacebook(social.FacebookOptions{
 			AppSecrets: []string{fb.AppSecret}, VerifyToken: fb.VerifyToken, Sink: a.sink, Seen: a.h.Requests,
-			Logger: a.log.With("channel", "facebook"), Registerer: a.reg,
+			Logger: a.log.With("channel", "facebook"), Registerer: a.reg, Profiles: profiles,
 		})
 		if err != nil {
 			return fmt.Errorf("facebook webhook: %w", err)
@@ -298,21 +325,39 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 		}
 		a.goBG(func() { _ = n.Run(runCtx) })
 	}
+	// The audit projector records what the pipeline did (received, triaged, dead-lettered, notified).
+	bucket := ""
+	if cfg.Notify.Enabled {
+		bucket = notify.KVNotify
+	}
+	p, err := audit.NewProjector(ctx, audit.ProjectorOptions{Handles: a.h, NotifyBucket: bucket, Logger: a.log.With("stage", "audit"), Registerer: a.reg})
+	if err != nil {
+		return err
+	}
+	a.goBG(func() { _ = p.Run(runCtx) })
 	return nil
 }
 
-// startQueues creates the agents' work queues and registers their API.
-func (a *App) startQueues(ctx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
+// startQueues creates the agents' work queues and registers their API, with the requests' history,
+// search and archived originals.
+func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
 	cfg := a.cfg
 	var err error
 	a.queues, err = queue.New(ctx, a.h, a.nc, queue.Options{
 		Lease: cfg.Queues.Lease, MaxLease: cfg.Queues.MaxLease, Logger: a.log.With("stage", "queues"), Registerer: a.reg,
 		Catalog: func() queue.Catalog { return a.catalog.Engine().Catalog() },
+		Audit:   a.recorder, Trail: a.trail,
 	})
 	if err != nil {
 		return err
 	}
 	a.queues.Register(mux, auth)
+	a.trail.Register(mux, auth, a.log.With("stage", "audit"))
+	a.search = search.New(a.h, search.Options{Logger: a.log.With("stage", "search"), Registerer: a.reg})
+	a.goBG(func() { _ = a.search.Run(runCtx) })
+	a.search.Register(mux, auth)
+	a.archive = archive.New(a.h, a.log.With("stage", "archive"))
+	a.archive.Register(mux, auth)
 	return nil
 }
 

@@ -6,11 +6,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/console"
 	"github.com/ipn-cgsi/caud/triage/console/accounts"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 )
 
 // catalogReloadError remembers the last refused catalog reload for the supervisor page.

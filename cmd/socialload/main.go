@@ -16,7 +16,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -25,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -34,11 +32,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/social"
 	"github.com/ipn-cgsi/caud/cmd/internal/loadtest"
+	"github.com/ipn-cgsi/caud/cmd/internal/socialrig"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -81,17 +77,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "socialload: --platform must be facebook, x or mix")
 		return 2
 	}
-	var inproc *inProcess
+	var inproc *socialrig.Rig
 	if *server == "" {
 		var err error
-		inproc, err = startInProcess(*appSecret, *consumerSecret)
+		inproc, err = socialrig.Start(socialrig.Options{AppSecret: *appSecret, ConsumerSecret: *consumerSecret})
 		if err != nil {
 			fmt.Fprintln(stderr, "socialload:", err)
 			return 1
 		}
-		defer inproc.stop()
-		*server = inproc.url
-		fmt.Fprintf(stdout, "in-process: embedded JetStream (file store) and the webhook handlers on %s\n", inproc.url)
+		defer inproc.Stop()
+		*server = inproc.URL
+		fmt.Fprintf(stdout, "in-process: embedded JetStream (file store) and the webhook handlers on %s\n", inproc.URL)
 	} else if err := loadtest.LoopbackURL(*server); err != nil {
 		fmt.Fprintln(stderr, "socialload:", err)
 		return 2
@@ -180,7 +176,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code = 1
 	}
 	if inproc != nil {
-		msgs, err := inproc.inboundMsgs()
+		msgs, err := inproc.InboundMsgs()
 		if err != nil {
 			fmt.Fprintln(stderr, "socialload:", err)
 			return 1
@@ -252,88 +248,4 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
-}
-
-// inProcess is the standalone rig: embedded JetStream, the sink and both handlers on loopback.
-type inProcess struct {
-	url  string
-	dir  string
-	srv  *http.Server
-	h    *natsjs.Handles
-	stop func()
-}
-
-func startInProcess(appSecret, consumerSecret string) (*inProcess, error) {
-	dir, err := os.MkdirTemp("", "socialload-*")
-	if err != nil {
-		return nil, err
-	}
-	ns, err := natsjs.StartEmbedded(natsjs.EmbeddedOptions{StoreDir: dir}, nil)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	nc, err := natsjs.Connect(ctx, natsjs.ConnectOptions{Server: ns, Name: "socialload"}, nil)
-	if err != nil {
-		ns.Shutdown()
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	cleanup := func() {
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		os.RemoveAll(dir)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	h, err := natsjs.EnsureTopology(ctx, js, natsjs.Topology{})
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	sink := natsjs.NewSink(h, natsjs.SinkOptions{})
-	fb, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{appSecret}, Sink: sink, Seen: h.Requests})
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	x, err := social.NewX(social.XOptions{ConsumerSecrets: []string{consumerSecret}, Sink: sink, Seen: h.Requests})
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/webhooks/facebook", fb)
-	mux.Handle("/webhooks/x", x)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	p := &inProcess{url: "http://" + ln.Addr().String(), dir: dir, srv: srv, h: h}
-	p.stop = func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = srv.Shutdown(sctx)
-		cleanup()
-	}
-	return p, nil
-}
-
-func (p *inProcess) inboundMsgs() (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	info, err := p.h.Inbound.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("stream info: %w", err)
-	}
-	return info.State.Msgs, nil
 }

@@ -26,11 +26,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/console/accounts"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 	"github.com/ipn-cgsi/caud/triage/queue"
 )
 

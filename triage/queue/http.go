@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/httpjson"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/triage/audit"
 )
 
 // maxBody bounds the small JSON bodies of the lease endpoints.
@@ -95,12 +96,14 @@ func (q *Queues) leaseError(w http.ResponseWriter, op string, err error) {
 func (q *Queues) handleDone(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Folio string `json:"folio"`
+		Agent string `json:"agent"`
 	}
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
+	ctx = audit.WithActor(ctx, body.Agent)
 	if err := q.Done(ctx, r.PathValue("lease"), body.Folio); err != nil {
 		q.leaseError(w, "done", err)
 		return
@@ -109,12 +112,15 @@ func (q *Queues) handleDone(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q *Queues) handleRelease(w http.ResponseWriter, r *http.Request) {
-	var body struct{}
+	var body struct {
+		Agent string `json:"agent"`
+	}
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
+	ctx = audit.WithActor(ctx, body.Agent)
 	if err := q.Release(ctx, r.PathValue("lease")); err != nil {
 		q.leaseError(w, "release", err)
 		return
@@ -127,12 +133,14 @@ func (q *Queues) handleExtend(w http.ResponseWriter, r *http.Request) {
 	// lease period, which is JetStream's ack wait.
 	var body struct {
 		Duration string `json:"duration"`
+		Agent    string `json:"agent"`
 	}
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
+	ctx = audit.WithActor(ctx, body.Agent)
 	until, err := q.Extend(ctx, r.PathValue("lease"))
 	if err != nil {
 		q.leaseError(w, "extend", err)

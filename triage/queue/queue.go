@@ -5,6 +5,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/audit"
 )
 
 // Errors callers map to HTTP statuses.
@@ -53,6 +55,11 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Audit records the agents' actions in CAU_AUDIT; nil records nothing. The agent of an event is
+	// audit.Actor(ctx) when set (the console's signed-in user), else the lease's or the call's agent.
+	Audit *audit.Recorder
+	// Trail, when set, adds each request's history to Get (View.History).
+	Trail *audit.Trail
 }
 
 // Queues gives access to the work queues. Safe for concurrent use.
@@ -218,6 +225,7 @@ func (q *Queues) Claim(ctx context.Context, queue, agent string) (*Claim, error)
 	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
 		st.State, st.Queue, st.Agent, st.TriagedSeq = natsjs.StateClaimed, queue, agent, l.Seq
 	})
+	q.o.Audit.Record(ctx, audit.Event{ID: "claimed:" + l.ID, RequestID: l.RequestID, Type: audit.Claimed, At: t0, Agent: agent, Queue: queue, Lease: l.ID, ExpiresAt: &l.ExpiresAt})
 	return &Claim{Lease: l.ID, ExpiresAt: l.ExpiresAt, Item: m.Data()}, nil
 }
 
@@ -253,6 +261,7 @@ func (q *Queues) lease(ctx context.Context, id string) (Lease, uint64, error) {
 	}
 	if !q.o.Now().Before(l.ExpiresAt) {
 		_ = q.h.Leases.Delete(ctx, id)
+		q.o.Audit.Record(ctx, audit.Event{ID: "expired:" + l.ID, RequestID: l.RequestID, Type: audit.Expired, At: l.ExpiresAt, Agent: l.Agent, Queue: l.Queue, Lease: l.ID})
 		return l, 0, ErrLeaseGone
 	}
 	return l, e.Revision(), nil
@@ -289,6 +298,7 @@ func (q *Queues) Done(ctx context.Context, leaseID, folio string) error {
 	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
 		st.State, st.Folio = natsjs.StateDone, folio
 	})
+	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio})
 	return nil
 }
 
@@ -305,6 +315,7 @@ func (q *Queues) Release(ctx context.Context, leaseID string) error {
 	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
 		st.State, st.Agent = natsjs.StateQueued, ""
 	})
+	q.o.Audit.Record(ctx, audit.Event{ID: "released:" + l.ID, RequestID: l.RequestID, Type: audit.Released, Agent: l.Agent, Queue: l.Queue, Lease: l.ID})
 	return nil
 }
 
@@ -327,6 +338,7 @@ func (q *Queues) Extend(ctx context.Context, leaseID string) (time.Time, error) 
 	if _, err := q.h.Leases.Update(ctx, l.ID, b, rev); err != nil {
 		return time.Time{}, fmt.Errorf("extend lease %s: %w", l.ID, err)
 	}
+	q.o.Audit.Record(ctx, audit.Event{ID: "extended:" + l.ID + ":" + l.ExpiresAt.Format(time.RFC3339Nano), RequestID: l.RequestID, Type: audit.Extended, At: now, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, ExpiresAt: &l.ExpiresAt})
 	return l.ExpiresAt, nil
 }
 
@@ -382,6 +394,8 @@ func (q *Queues) Reroute(ctx context.Context, leaseID string, r Reroute) (string
 		st.State, st.Queue, st.TriagedSeq, st.Agent = natsjs.StateQueued, nt.Outcome, ack.Sequence, ""
 	})
 	q.recordCorrection(ctx, l.ID, item, prev, r)
+	q.o.Audit.Record(ctx, audit.Event{ID: "rerouted:" + l.ID, RequestID: l.RequestID, Type: audit.Rerouted, At: item.TriagedAt, Agent: cmp.Or(r.Agent, l.Agent),
+		Lease: l.ID, From: l.Queue, To: nt.Outcome, Service: r.Service, Target: r.Target, Kind: nt.Kind, Note: r.Note})
 	q.log.Info("triage corrected by agent", "request", l.RequestID, "from", l.Queue, "to", nt.Outcome, "agent", r.Agent)
 	return nt.Outcome, nil
 }
@@ -544,6 +558,8 @@ type View struct {
 	Folio     string          `json:"folio,omitempty"`
 	Reason    string          `json:"reason,omitempty"`
 	UpdatedAt time.Time       `json:"updated_at"`
+	// History is who did what, oldest first (Options.Trail); absent when it could not be read.
+	History []audit.Event `json:"history,omitempty"`
 }
 
 // Get returns one request with its current triage and state; natsjs.ErrUnknownRequest when absent.
@@ -556,6 +572,11 @@ func (q *Queues) Get(ctx context.Context, id string) (*View, error) {
 		return nil, err
 	}
 	v := &View{State: st.State, Queue: st.Queue, Folio: st.Folio, Reason: st.Reason, UpdatedAt: st.UpdatedAt, Triage: json.RawMessage("null")}
+	if q.o.Trail != nil {
+		if v.History, err = q.o.Trail.History(ctx, id); err != nil {
+			q.log.Warn("read history", "id", id, "err", err)
+		}
+	}
 	if st.TriagedSeq > 0 {
 		m, err := q.h.Triaged.GetMsg(ctx, st.TriagedSeq)
 		if err != nil {

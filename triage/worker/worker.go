@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -20,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 )
 
 // Options configures a Worker. Zero values are documented defaults.
@@ -144,28 +143,9 @@ func (w *Worker) loop(ctx context.Context, n int) {
 	}
 }
 
-// fetch takes what is waiting, up to a batch, without waiting; when nothing is, it waits up to a
-// second for one message, so a lone request is triaged at once rather than when a batch fills.
+// fetch takes what is waiting, up to a batch, or waits up to a second for one message.
 func (w *Worker) fetch() ([]jetstream.Msg, error) {
-	msgs, err := collect(w.cons.FetchNoWait(w.o.Batch))
-	if err != nil || len(msgs) > 0 {
-		return msgs, err
-	}
-	return collect(w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second)))
-}
-
-func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
-	if err != nil {
-		return nil, err
-	}
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	if err := batch.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-		return nil, err
-	}
-	return msgs, nil
+	return natsjs.Fetch(w.cons, w.o.Batch, time.Second)
 }
 
 type pending struct {
@@ -365,25 +345,12 @@ func (w *Worker) fail(ctx context.Context, m jetstream.Msg, p *pending, cause er
 }
 
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, p *pending, cause error) error {
-	out := nats.NewMsg(natsjs.SubjectDLQPrefix + "triage")
-	out.Data = m.Data()
-	for k, v := range m.Headers() {
-		if k != jetstream.MsgIDHeader {
-			out.Header[k] = v
-		}
+	if err := deadletter.Publish(ctx, w.h.JS, deadletter.FromMsg(deadletter.StageTriage, m, cause)); err != nil {
+		return err
 	}
 	var seq uint64
 	if p != nil && p.md != nil {
 		seq = p.md.Sequence.Stream
-		out.Header.Set(deadletter.HeaderDeliveries, strconv.FormatUint(p.md.NumDelivered, 10))
-	}
-	out.Header.Set(deadletter.HeaderReason, cause.Error())
-	out.Header.Set(deadletter.HeaderStage, "triage")
-	out.Header.Set(deadletter.HeaderOrigSubject, m.Subject())
-	out.Header.Set(deadletter.HeaderOrigSeq, strconv.FormatUint(seq, 10))
-	out.Header.Set(jetstream.MsgIDHeader, "dlq:triage:"+strconv.FormatUint(seq, 10))
-	if _, err := w.h.JS.PublishMsg(ctx, out); err != nil {
-		return err
 	}
 	if p != nil && p.id != "" {
 		st := natsjs.RequestState{State: natsjs.StateDead, InboundSeq: seq, Reason: cause.Error()}

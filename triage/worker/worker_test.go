@@ -14,10 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
 	"github.com/ipn-cgsi/caud/triage"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 	"github.com/ipn-cgsi/caud/triage/worker"
 )
 

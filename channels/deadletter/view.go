@@ -1,5 +1,3 @@
-// Package deadletter lets an operator see what a stage could not process (stream CAU_DLQ) and replay
-// it once the cause is fixed: GET /api/v1/deadletters and POST /api/v1/deadletters/{seq}/replay.
 package deadletter
 
 import (
@@ -17,16 +15,6 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/httpjson"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
-)
-
-// Headers a stage sets on a dead letter.
-const (
-	HeaderReason      = "Cau-Dlq-Reason"
-	HeaderStage       = "Cau-Dlq-Stage"
-	HeaderOrigSubject = "Cau-Original-Subject"
-	HeaderOrigSeq     = "Cau-Original-Seq"
-	HeaderDeliveries  = "Cau-Deliveries"
-	HeaderReplayedOf  = "Cau-Replayed-From"
 )
 
 // Errors of Replay.
@@ -48,7 +36,8 @@ type Letter struct {
 	Size            int       `json:"size"`
 }
 
-// Letters reads CAU_DLQ.
+// Letters is the operator's view of CAU_DLQ: what a stage could not process, and its replay once
+// the cause is fixed.
 type Letters struct {
 	h   *natsjs.Handles
 	log *slog.Logger

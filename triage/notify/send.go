@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // Sent is the value of cau_notify key sent.<request id>.<kind>: the proof a notice went out.
@@ -97,7 +99,7 @@ func (n *Notifier) sendMsg(ctx context.Context, m jetstream.Msg) {
 // is linked to the request), then submits it.
 func (n *Notifier) sendEmail(ctx context.Context, nt *Notice) error {
 	e := nt.Email
-	if _, err := n.o.Requests.Put(ctx, MessageIDKey(e.MessageID), []byte(nt.RequestID)); err != nil {
+	if _, err := n.o.Requests.Put(ctx, natsjs.MessageIDKey(e.MessageID).String(), []byte(nt.RequestID)); err != nil {
 		return transient(fmt.Errorf("index message-id: %w", err))
 	}
 	msg, err := compose(e, nt.PlannedAt)

@@ -30,6 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
 )
 
@@ -46,7 +48,7 @@ const (
 	// ConsumerSend is the sender's durable consumer on CAU_NOTIFY.
 	ConsumerSend = "notify_send"
 	// SubjectDLQ is where both stages dead-letter what they cannot process.
-	SubjectDLQ = "cau.dlq.notify"
+	SubjectDLQ = natsjs.SubjectDLQPrefix + deadletter.StageNotify
 	// TypeNotice is the CloudEvents type of a notice on cau.notify.*.
 	TypeNotice = "mx.ipn.cau.notice.v1"
 	// DedupWindow is CAU_NOTIFY's Nats-Msg-Id duplicate window.

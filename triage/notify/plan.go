@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 )
 
 // Notice is one rendered notice: the JSON body of a message on cau.notify.<channel>. Everything the
@@ -127,7 +127,8 @@ func (n *Notifier) decide(it *triage.Item) (*Notice, string, error) {
 		return nil, ReasonChannelDisabled, nil
 	case kind == "" || (n.o.Outcomes != nil && !enabled(n.o.Outcomes, it.Triage.Outcome)):
 		return nil, ReasonOutcomeDisabled, nil
-	case req.Auto.AutoSubmitted:
+	case req.Auto.NoReply():
+		// Machine mail, or list and bulk mail: a list must never get an automatic answer.
 		return nil, ReasonAutoSubmitted, nil
 	case req.Thread != nil && req.Thread.FollowupOf != "":
 		// A reply in a thread we already answered: the agent has it; answering every reply
@@ -396,24 +397,7 @@ func (n *Notifier) backoff(delivered uint64) time.Duration {
 // deadLetter moves a message to cau.dlq.notify with the reason and terminates it; when even that
 // fails the message is handed back for another try.
 func (n *Notifier) deadLetter(ctx context.Context, m jetstream.Msg, cause error) {
-	out := nats.NewMsg(SubjectDLQ)
-	out.Data = m.Data()
-	for k, v := range m.Headers() {
-		if k != jetstream.MsgIDHeader {
-			out.Header[k] = v
-		}
-	}
-	var seq, delivered uint64
-	if md, err := m.Metadata(); err == nil {
-		seq, delivered = md.Sequence.Stream, md.NumDelivered
-	}
-	out.Header.Set(deadletter.HeaderReason, cause.Error())
-	out.Header.Set(deadletter.HeaderStage, "notify")
-	out.Header.Set(deadletter.HeaderOrigSubject, m.Subject())
-	out.Header.Set(deadletter.HeaderOrigSeq, strconv.FormatUint(seq, 10))
-	out.Header.Set(deadletter.HeaderDeliveries, strconv.FormatUint(delivered, 10))
-	out.Header.Set(jetstream.MsgIDHeader, "dlq:notify:"+m.Subject()+":"+strconv.FormatUint(seq, 10))
-	if _, err := n.o.JS.PublishMsg(ctx, out); err != nil {
+	if err := deadletter.Publish(ctx, n.o.JS, deadletter.FromMsg(deadletter.StageNotify, m, cause)); err != nil {
 		n.log.Error("dead-letter failed, leaving message for redelivery", "err", err, "cause", cause)
 		_ = m.NakWithDelay(n.o.RetryMin)
 		return
@@ -430,16 +414,6 @@ func MessageID(requestID, kind, from string) string {
 		domain = strings.ToLower(from[i+1:])
 	}
 	return "caud." + requestID + "." + kind + "@" + domain
-}
-
-// MessageIDKey is the cau_requests key under which a Message-ID is indexed (as channels/imap reads
-// it): "mid." + hex SHA-256 of the id without angle brackets and blanks, lowercased.
-func MessageIDKey(messageID string) string {
-	id := strings.TrimSpace(messageID)
-	id = strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
-	id = strings.ToLower(strings.Join(strings.Fields(id), ""))
-	sum := sha256.Sum256([]byte(id))
-	return "mid." + hex.EncodeToString(sum[:])
 }
 
 // ReplySubject is "Re: " and the subject without its reply and forward prefixes (Re:, RE:, RV:,

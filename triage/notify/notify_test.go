@@ -28,10 +28,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
 	"github.com/ipn-cgsi/caud/triage"
-	"github.com/ipn-cgsi/caud/triage/deadletter"
 )
 
 // ---- an in-process submission server ----
@@ -385,7 +385,7 @@ func TestEachOutcomeGetsOneThreadedSpanishEmail(t *testing.T) {
 			}
 		}
 		// A reply to the notice must be linkable to the request by the IMAP adapter.
-		e, err := h.env.Requests.Get(context.Background(), MessageIDKey("<"+mid+">"))
+		e, err := h.env.Requests.Get(context.Background(), natsjs.MessageIDKey("<"+mid+">").String())
 		if err != nil || string(e.Value()) != id {
 			t.Errorf("Message-ID not indexed in cau_requests: %v", err)
 		}
