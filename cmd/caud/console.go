@@ -50,7 +50,9 @@ func (a *App) startConsole(ctx, runCtx context.Context, mux *http.ServeMux, lett
 	c, err := console.New(console.Options{
 		Users: users, Sessions: sessions, Queues: a.queues, Desk: a.desk, Units: units,
 		Engine:      func() *triage.Engine { return a.catalog.Engine() },
-		Originals:   a.h.Originals,
+		Archive:     a.archive,
+		Search:      a.search,
+		Trail:       a.trail,
 		DeadLetters: letters,
 		Ready: func(ctx context.Context) []console.Check {
 			var out []console.Check

@@ -358,6 +358,27 @@ func signOut(b *browser) {
 	)
 }
 
+// navigateUntil loads url again until the JavaScript condition holds on it: for pages built from
+// indexes that follow the streams (search, history), bounded by the step's context.
+func navigateUntil(url, cond string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			if _, err := chromedp.Navigate(url)(ctx, t); err != nil {
+				return chromedp.Void{}, err
+			}
+			ok, err := chromedp.Evaluate[bool](cond)(ctx, t)
+			if err == nil && ok {
+				return chromedp.Void{}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, fmt.Errorf("%s never showed %s: %w", url, cond, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
 // setSelect chooses an option of a <select> the way a person does (the change event fires).
 func setSelect(sel, value string) chromedp.Action[chromedp.Void] {
 	return eval[string](fmt.Sprintf(`(function(){var e=document.querySelector(%s);e.value=%s;e.dispatchEvent(new Event("change",{bubbles:true}));e.dispatchEvent(new Event("input",{bubbles:true}));return e.value})()`,
@@ -499,6 +520,29 @@ func TestConsoleInBrowser(t *testing.T) {
 	if v := waitState(t, base, second, "queued", triage.OutcomeNoCompetente); v.Triage == nil || v.Triage.Orientation == nil || v.Triage.Orientation.Target != target.Target {
 		t.Errorf("rerouted triage %+v", v.Triage)
 	}
+
+	// Find the finished request by its SAI folio with the search form, and open its history.
+	b.step("buscar",
+		navigateUntil(base+"/buscar?folio=SAI-2026-000123", `!!document.querySelector("a.resultado")`),
+		chromedp.Navigate(base+"/buscar"),
+		chromedp.SendKeys(chromedp.ID("b-folio"), "SAI-2026-000123"),
+		setSelect("#b-state", "done"),
+		chromedp.Click(chromedp.ID("buscar")),
+		textHas("#resultados", "Terminada"),
+		waitJS(`document.querySelectorAll("#resultados a.resultado").length===1`),
+		chromedp.Click(chromedp.CSS("#resultados a.resultado")),
+		pathIs("/solicitudes/"+first),
+	)
+	b.step("historial",
+		navigateUntil(base+"/solicitudes/"+first, `(document.getElementById("historial")||{textContent:""}).textContent.indexOf("SAI-2026-000123")>=0`),
+		textHas("#historial", "Recibida"),
+		textHas("#historial", "Tomada"),
+		textHas("#historial", "ana"),
+	)
+	b.step("historial-reencauzada",
+		navigateUntil(base+"/solicitudes/"+second, `(document.getElementById("historial")||{textContent:""}).textContent.indexOf("Reencauzada")>=0`),
+		textHas("#historial", "No es de la CGSI"),
+	)
 
 	// A stale lease gets a clear message, not an error dump.
 	code, body := call(t, "POST", base+"/api/v1/queues/sai/claim", `{"agent":"ana"}`)

@@ -24,14 +24,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/archive"
+	"github.com/ipn-cgsi/caud/triage/audit"
 	"github.com/ipn-cgsi/caud/triage/console/accounts"
 	"github.com/ipn-cgsi/caud/triage/queue"
+	"github.com/ipn-cgsi/caud/triage/search"
 )
 
 //go:embed templates/*.html
@@ -75,8 +76,12 @@ type Options struct {
 	Desk *desk.Desk
 	// Units feeds the unit autocomplete of the intake form.
 	Units *config.Units
-	// Originals is the object store of originals and attachments.
-	Originals jetstream.ObjectStore
+	// Archive reads originals and attachments.
+	Archive *archive.Archive
+	// Search finds requests (search page); nil hides it.
+	Search *search.Index
+	// Trail is the requests' audit history; nil hides the history.
+	Trail *audit.Trail
 	// DeadLetters lists and replays CAU_DLQ (supervisor page).
 	DeadLetters *deadletter.Letters
 	// Ready runs the readiness checks (supervisor page).
@@ -221,6 +226,9 @@ func (c *Console) Register(mux *http.ServeMux) {
 		agent("POST /telefono", c.intake)
 		agent("POST /telefono/vista-previa", c.preview)
 	}
+	if c.o.Search != nil {
+		agent("GET /buscar", c.find)
+	}
 	super("GET /supervision", c.supervisor)
 	super("POST /supervision/cartas/{seq}/reenviar", c.replay)
 }
@@ -277,7 +285,8 @@ func (c *Console) signedIn(super bool, f handler) http.Handler {
 				return
 			}
 		}
-		f(w, r, s)
+		// The audit trail names the signed-in person as who acted.
+		f(w, r.WithContext(audit.WithActor(r.Context(), s.User.Name)), s)
 	})
 }
 

@@ -69,6 +69,7 @@ func (c *Console) funcs() template.FuncMap {
 		"tipo":      label(kindLabels),
 		"estado":    label(stateLabels),
 		"cola":      label(queueLabels),
+		"evento":    label(historyLabels),
 		"fecha": func(t time.Time) string {
 			if t.IsZero() {
 				return "—"

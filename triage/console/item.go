@@ -12,6 +12,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/audit"
 	"github.com/ipn-cgsi/caud/triage/queue"
 )
 
@@ -34,6 +35,10 @@ type itemView struct {
 	Services []triage.Service
 	Targets  []triage.Orientation
 	Outcomes []string
+	// History is the request's audit trail (request page).
+	History    []audit.Event
+	HistoryErr string
+	HasTrail   bool
 }
 
 // errNotFound is a request id that does not exist.
@@ -293,6 +298,8 @@ func (c *Console) request(w http.ResponseWriter, r *http.Request, s *req) {
 		return
 	}
 	iv.Original = c.original(ctx, &iv.Request)
+	iv.History, iv.HistoryErr = c.history(ctx, iv.Request.ID)
+	iv.HasTrail = c.o.Trail != nil
 	title := "Solicitud " + iv.Request.ID
 	c.render(w, r, s, http.StatusOK, "solicitud", page{Title: title, Nav: "buscar", Data: iv})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -17,9 +16,9 @@ import (
 	_ "github.com/emersion/go-message/charset" // decode mail in any charset go-message knows
 	"github.com/emersion/go-message/mail"
 	"github.com/microcosm-cc/bluemonday"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/triage/archive"
 )
 
 // maxOriginal bounds what the console reads of an original to show it (bigger ones are only
@@ -96,18 +95,16 @@ func mailParts(raw []byte) (text, html string, err error) {
 	return text, html, nil
 }
 
-func (c *Console) readObject(ctx context.Context, key string) ([]byte, error) {
-	if c.o.Originals == nil || key == "" {
-		return nil, jetstream.ErrObjectNotFound
+// readOriginal reads a request's original (at most maxOriginal bytes).
+func (c *Console) readOriginal(ctx context.Context, id string) ([]byte, error) {
+	if c.o.Archive == nil {
+		return nil, archive.ErrNoOriginal
 	}
-	info, err := c.o.Originals.GetInfo(ctx, key)
+	_, rc, err := c.o.Archive.Original(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if info.Size > maxOriginal {
-		return nil, fmt.Errorf("original of %d bytes is too large to show", info.Size)
-	}
-	return c.o.Originals.GetBytes(ctx, key)
+	return archive.ReadAll(rc, maxOriginal)
 }
 
 // original describes the original of a request for the item view.
@@ -116,7 +113,7 @@ func (c *Console) original(ctx context.Context, r *channels.Request) *originalIn
 		return &originalInfo{Kind: "ninguno"}
 	}
 	oi := &originalInfo{Size: r.Original.Size}
-	raw, err := c.readObject(ctx, r.Original.Object)
+	raw, err := c.readOriginal(ctx, r.ID)
 	if err != nil {
 		c.log.Warn("console original", "request", r.ID, "err", err)
 		oi.Kind, oi.Error = "ninguno", "No se pudo leer el original archivado; puede descargarlo."
@@ -173,7 +170,7 @@ func (c *Console) originalHTML(w http.ResponseWriter, r *http.Request, s *req) {
 	defer cancel()
 	var body string
 	if rq.Original != nil && rq.Channel == channels.MediumEmail {
-		raw, err := c.readObject(ctx, rq.Original.Object)
+		raw, err := c.readOriginal(ctx, rq.ID)
 		if err == nil {
 			_, html, _ := mailParts(raw)
 			body = mailPolicy().Sanitize(html)
@@ -192,94 +189,65 @@ func (c *Console) originalHTML(w http.ResponseWriter, r *http.Request, s *req) {
 // originalFile serves the archived original: inline when it is a scanned image (for the item view's
 // <img>), else as a download.
 func (c *Console) originalFile(w http.ResponseWriter, r *http.Request, s *req) {
-	rq, ok := c.requestFor(w, r, s)
-	if !ok {
-		return
-	}
-	if rq.Original == nil {
-		c.fail(w, r, s, http.StatusNotFound, "Esta solicitud no tiene original archivado.")
-		return
-	}
-	name := "original-" + rq.ID
-	switch rq.Channel {
-	case channels.MediumEmail:
-		name += ".eml"
-	case channels.MediumMemo:
-		name += ".pdf"
-	default:
-		name += ".json"
-	}
-	c.serveObject(w, r, s, rq.Original.Object, name, r.URL.Query().Get("ver") == "imagen")
+	c.serveArchived(w, r, s, r.URL.Query().Get("ver") == "imagen", func(ctx context.Context, id string) (archive.File, io.ReadCloser, error) {
+		return c.o.Archive.Original(ctx, id)
+	})
 }
 
 // attachment serves one attachment, always as a download.
 func (c *Console) attachment(w http.ResponseWriter, r *http.Request, s *req) {
-	rq, ok := c.requestFor(w, r, s)
-	if !ok {
-		return
-	}
 	n, err := strconv.Atoi(r.PathValue("n"))
-	if err != nil || n < 0 || n >= len(rq.Attachments) || rq.Attachments[n].Object == "" {
+	if err != nil {
 		c.fail(w, r, s, http.StatusNotFound, "Ese adjunto no existe o no se archivó.")
 		return
 	}
-	a := rq.Attachments[n]
-	c.serveObject(w, r, s, a.Object, a.Name, false)
+	c.serveArchived(w, r, s, false, func(ctx context.Context, id string) (archive.File, io.ReadCloser, error) {
+		return c.o.Archive.Attachment(ctx, id, n)
+	})
 }
 
-// safeFilename keeps a file name printable and free of path separators and quotes.
-func safeFilename(name string) string {
-	name = strings.Map(func(r rune) rune {
-		switch {
-		case r < 0x20 || r == 0x7f, r == '/', r == '\\', r == '"', r == ':', r == '*', r == '?', r == '<', r == '>', r == '|':
-			return '_'
-		}
-		return r
-	}, strings.ToValidUTF8(name, "_"))
-	name = strings.Trim(name, ". ")
-	if name == "" {
-		name = "adjunto"
-	}
-	if utf8.RuneCountInString(name) > 150 {
-		name = string([]rune(name)[:150])
-	}
-	return name
-}
-
-func (c *Console) serveObject(w http.ResponseWriter, r *http.Request, s *req, key, name string, inlineImage bool) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
-	defer cancel()
-	if c.o.Originals == nil {
-		c.fail(w, r, s, http.StatusNotFound, "No hay almacén de originales configurado.")
+// serveArchived streams archived bytes. Whatever the source declared, a download is
+// application/octet-stream with Content-Disposition: attachment, nosniff and a sandbox policy, so a
+// hostile HTML or SVG attachment never renders in the console's origin; only a scanned page that
+// really is PNG, JPEG, GIF or WebP (sniffed) is shown inline, when asked for.
+func (c *Console) serveArchived(w http.ResponseWriter, r *http.Request, s *req, inlineImage bool, open func(context.Context, string) (archive.File, io.ReadCloser, error)) {
+	if c.o.Archive == nil {
+		c.fail(w, r, s, http.StatusNotFound, "No hay almacén de originales en este servidor.")
 		return
 	}
-	obj, err := c.o.Originals.Get(ctx, key)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			c.fail(w, r, s, http.StatusNotFound, "El archivo ya no está en el almacén de originales.")
-			return
-		}
-		c.log.Error("console object", "key", key, "err", err)
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	f, rc, err := open(ctx, r.PathValue("id"))
+	switch {
+	case errors.Is(err, archive.ErrUnknownRequest):
+		c.fail(w, r, s, http.StatusNotFound, "No existe una solicitud con ese identificador.")
+		return
+	case errors.Is(err, archive.ErrNoOriginal):
+		c.fail(w, r, s, http.StatusNotFound, "Ese archivo no existe o ya no está en el almacén de originales.")
+		return
+	case err != nil:
+		c.log.Error("console archived file", "request", r.PathValue("id"), "err", err)
 		c.fail(w, r, s, http.StatusServiceUnavailable, "No se pudo leer el archivo; intente de nuevo.")
 		return
 	}
-	defer obj.Close()
+	defer rc.Close()
 	head := make([]byte, 512)
-	n, _ := io.ReadFull(obj, head)
+	n, _ := io.ReadFull(rc, head)
 	head = head[:n]
 	h := w.Header()
 	h.Set("Content-Security-Policy", downloadCSP)
 	h.Set("X-Content-Type-Options", "nosniff")
-	if info, err := obj.Info(); err == nil {
-		h.Set("Content-Length", strconv.FormatUint(info.Size, 10))
-	}
+	h.Set("Content-Length", strconv.FormatInt(f.Size, 10))
+	name := archive.SafeFilename(f.Name)
 	if ct := http.DetectContentType(head); inlineImage && isImage(ct) {
 		h.Set("Content-Type", ct)
-		h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": safeFilename(name)}))
+		h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": name}))
 	} else {
 		h.Set("Content-Type", "application/octet-stream")
-		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": safeFilename(name)}))
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	}
 	_, _ = w.Write(head)
-	_, _ = io.Copy(w, obj)
+	if _, err := io.Copy(w, rc); err != nil {
+		c.log.Warn("console archived file", "request", r.PathValue("id"), "err", err)
+	}
 }
