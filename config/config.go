@@ -101,6 +101,11 @@ type EmbeddedNATS struct {
 	StoreDir  string `mapstructure:"store_dir"`  // nats.embedded.store_dir, default <data_dir>/jetstream
 	MaxMemory int64  `mapstructure:"max_memory"` // nats.embedded.max_memory, default 256 MiB
 	MaxStore  int64  `mapstructure:"max_store"`  // nats.embedded.max_store, default 10 GiB
+	// Auth requires a token on the client port (nats.embedded.auth, default true). The token is
+	// read from TokenFile (nats.embedded.token_file, default <data_dir>/nats.token), which caud
+	// creates with mode 0600 and a random token when it does not exist.
+	Auth      bool   `mapstructure:"auth"`
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // TLSFiles are PEM files for a TLS client: CA bundle, and an optional client certificate and key
@@ -114,6 +119,10 @@ type TLSFiles struct {
 // IMAPConfig lists the mailboxes to ingest. Mailboxes come only from the file (no env, no flag).
 type IMAPConfig struct {
 	Mailboxes []Mailbox `mapstructure:"mailboxes"`
+	// LeaseTTL is how long a mailbox lease lasts without renewal (imap.lease_ttl, default 8s; at
+	// least 3s). The holder renews it every third; a standby takes over at most this long after
+	// the holder died, and at once when the holder stopped cleanly.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
 }
 
 // Mailbox is one IMAP mailbox (imap.mailboxes[i]). Name, Address, Host and a password are required.

@@ -75,6 +75,9 @@ func TestDefaultsWithoutFile(t *testing.T) {
 		{"nats.embedded.store_dir", c.NATS.Embedded.StoreDir, "./data/jetstream"},
 		{"nats.embedded.max_memory", c.NATS.Embedded.MaxMemory, int64(256 << 20)},
 		{"nats.embedded.max_store", c.NATS.Embedded.MaxStore, int64(10 << 30)},
+		{"nats.embedded.auth", c.NATS.Embedded.Auth, true},
+		{"nats.embedded.token_file", c.NATS.Embedded.TokenFile, "./data/nats.token"},
+		{"imap.lease_ttl", c.IMAP.LeaseTTL, 8 * time.Second},
 		{"nats.replicas", c.NATS.Replicas, 1},
 		{"nats.dedup_window", c.NATS.DedupWindow, 10 * time.Minute},
 		{"nats.retention", c.NATS.Retention, 2160 * time.Hour},
@@ -620,6 +623,7 @@ nats:
   dedup_window: 2m
   embedded:
     listen: "0.0.0.0:4222"
+    auth: false
 imap:
   mailboxes:
     - {name: cau, address: cau@ipn.mx, host: "imap.example.mx:143", tls: insecure, password: x}
@@ -631,7 +635,7 @@ social:
 `)
 	w := strings.Join(c.Warnings(), "\n")
 	for _, want := range []string{"imap.mailboxes[0] (cau): tls is insecure", "nats.dedup_window is 2m0s", "notify.smtp.tls is none",
-		"nats.embedded.listen 0.0.0.0:4222 is not loopback", "social.facebook.verify_token"} {
+		"nats.embedded.listen 0.0.0.0:4222 is not loopback", "nats.embedded.auth is off", "social.facebook.verify_token"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings lack %q:\n%s", want, w)
 		}

@@ -39,12 +39,14 @@ func defaults() Config {
 				Listen:    "127.0.0.1:4222",
 				MaxMemory: 256 * MiB,
 				MaxStore:  10 * GiB,
+				Auth:      true,
 			},
 			Replicas:       1,
 			DedupWindow:    10 * time.Minute,
 			Retention:      90 * 24 * time.Hour,
 			ConnectTimeout: 5 * time.Second,
 		},
+		IMAP: IMAPConfig{LeaseTTL: 8 * time.Second},
 		Memo: MemoConfig{Enabled: true, MaxBytes: 50 * MiB, Workers: 2, PageWorkers: 2, PageTimeout: time.Minute, MaxPages: 20},
 		Social: SocialConfig{
 			Facebook: FacebookConfig{APIBase: "https://graph.facebook.com/v21.0"},
@@ -66,6 +68,9 @@ func defaults() Config {
 func applyDerived(c *Config) {
 	if c.NATS.Embedded.StoreDir == "" {
 		c.NATS.Embedded.StoreDir = under(c.DataDir, "jetstream")
+	}
+	if c.NATS.Embedded.TokenFile == "" {
+		c.NATS.Embedded.TokenFile = under(c.DataDir, "nats.token")
 	}
 	if c.Memo.SpoolDir == "" {
 		c.Memo.SpoolDir = under(c.DataDir, "spool")

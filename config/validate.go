@@ -146,6 +146,9 @@ func (c *Config) validateNATS(v *checker) {
 
 // validateIMAP checks each mailbox of imap.mailboxes.
 func (c *Config) validateIMAP(v *checker) {
+	if c.IMAP.LeaseTTL < 3*time.Second {
+		v.bad("imap.lease_ttl", "must be at least 3s (got %s)", c.IMAP.LeaseTTL)
+	}
 	names, channels := map[string]int{}, map[string]int{}
 	for i := range c.IMAP.Mailboxes {
 		m := &c.IMAP.Mailboxes[i]
@@ -309,7 +312,10 @@ func (c *Config) Warnings() []string {
 		w = append(w, "nats.replicas is 1 on a cluster: streams are not replicated")
 	}
 	if c.NATS.IsEmbedded() && c.NATS.Embedded.Listen != "" && !isLoopback(c.NATS.Embedded.Listen) {
-		w = append(w, fmt.Sprintf("nats.embedded.listen %s is not loopback and the embedded server has no authentication", c.NATS.Embedded.Listen))
+		w = append(w, fmt.Sprintf("nats.embedded.listen %s is not loopback: the bus is reachable from the network without TLS", c.NATS.Embedded.Listen))
+	}
+	if c.NATS.IsEmbedded() && c.NATS.Embedded.Listen != "" && !c.NATS.Embedded.Auth {
+		w = append(w, fmt.Sprintf("nats.embedded.auth is off: any local account can read and inject requests on %s", c.NATS.Embedded.Listen))
 	}
 	fb := c.Social.Facebook
 	if fb.AppSecret != "" && fb.VerifyToken == "" {

@@ -351,6 +351,14 @@ func (c *Catalog) Questions(area string) []string {
 	return append(out, c.f.Questions.Areas[area]...)
 }
 
+// areaQuestions returns the questions of one area, or the generic ones when it has none.
+func (c *Catalog) areaQuestions(area string) []string {
+	if qs := c.f.Questions.Areas[area]; len(qs) > 0 {
+		return slices.Clone(qs)
+	}
+	return slices.Clone(c.f.Questions.Generic)
+}
+
 // Thresholds returns the effective thresholds (defaults applied).
 func (c *Catalog) Thresholds() Thresholds { return c.f.Thresholds }
 

@@ -68,24 +68,38 @@ type term struct {
 // Engine decides the triage of requests from a compiled catalog. It is immutable after NewEngine
 // and safe for concurrent use by any number of goroutines.
 type Engine struct {
-	cat     *Catalog
-	th      Thresholds
-	vocab   map[string]int32   // stem → id
-	stems   []string           // id → stem
-	deletes map[string][]int32 // stem with one rune deleted → ids, for typo tolerance
-	starts  [][]int32          // stem id → terms starting with it
-	terms   []term
-	docs    []doc
-	stop    map[string]bool
-	scratch sync.Pool
-	cache   sync.Map // folded word → stem id (int32), see lookup
-	cached  atomic.Int64
+	cat       *Catalog
+	th        Thresholds
+	vocab     map[string]int32   // stem → id
+	stems     []string           // id → stem
+	deletes   map[string][]int32 // stem with one rune deleted → ids, for typo tolerance
+	starts    [][]int32          // stem id → terms starting with it
+	terms     []term
+	docs      []doc
+	stop      map[string]bool
+	scratch   sync.Pool
+	cache     sync.Map // folded word → stem id (int32), see lookup
+	cached    atomic.Int64
+	nb        *learned
+	offerDoc  int // the orientation target for unsolicited offers (-1: none)
+	verifyDoc int // the service asked "is this message genuine?" (-1: none)
+	model     *Model
+	version   string
 }
 
-// NewEngine compiles a catalog into an engine. The catalog must come from ParseCatalog (or
-// DefaultCatalog); NewEngine does not fail.
-func NewEngine(c *Catalog) *Engine {
-	e := &Engine{cat: c, th: c.f.Thresholds, vocab: map[string]int32{}, deletes: map[string][]int32{}}
+// NewEngine compiles a catalog into an engine and trains its learned component from the catalog's
+// keywords, phrases and examples. The catalog must come from ParseCatalog (or DefaultCatalog);
+// NewEngine does not fail.
+func NewEngine(c *Catalog) *Engine { return NewEngineWithModel(c, nil) }
+
+// NewEngineWithModel is NewEngine with the agents' corrections of m (nil: none) as extra training
+// examples. Decisions then carry catalog_version "<catalog version>+m.<model version>".
+func NewEngineWithModel(c *Catalog, m *Model) *Engine {
+	e := &Engine{cat: c, th: c.f.Thresholds, vocab: map[string]int32{}, deletes: map[string][]int32{}, model: m}
+	e.version = c.Version()
+	if m != nil {
+		e.version += "+m." + m.Version
+	}
 	e.stop = stopwords
 	if len(c.f.Stopwords) > 0 {
 		e.stop = make(map[string]bool, len(stopwords)+len(c.f.Stopwords))
@@ -170,6 +184,11 @@ func NewEngine(c *Catalog) *Engine {
 		add(t.Text, termGap, posting{doc: -1, role: roleServicio, weight: t.Weight, text: t.Text})
 	}
 
+	texts := e.trainingTexts(c, m)
+	e.nb = e.train(texts)
+	e.offerDoc = offerTarget(e.docs, texts)
+	e.verifyDoc = verifyTarget(e.docs, texts)
+
 	// BM25-style idf over candidates, normalized so that a term unique to one candidate weighs 1.
 	n := float64(len(e.docs))
 	maxIDF := math.Log(1 + (n-1+0.5)/(1+0.5))
@@ -238,71 +257,98 @@ func (e *Engine) Catalog() *Catalog { return e.cat }
 
 // scratch holds per-call buffers, pooled to keep Decide light on allocation.
 type scratch struct {
-	ids    []int32
-	zone   []float32
-	tf     map[int32]float64
-	keys   []int32
-	scores []float64
-	hits   [][]hit
-	falla  float64
-	serv   float64
-	cues   []hit
+	ids         []int32
+	zone        []float32
+	cl          []int16 // clause of each token
+	clauses     []clauseInfo
+	clauseWords [][]string
+	parts       []string
+	words       []string
+	nbtf        map[uint64]float64
+	nbKeys      []uint64
+	bfalla      float64 // built-in Spanish reading: malfunction statements, weighted by clause
+	bfTop       float64 // the strongest single clause's malfunction statement
+	bserv       float64 // built-in: requests, questions, verifications
+	bfCue       int     // clause that stated the strongest fault (-1 none)
+	bsCue       int     // clause that made the strongest request (-1 none)
+	status      bool    // a main clause asks for the status of an earlier request
+	offer       int     // markers of an unsolicited commercial offer
+	tf          map[int32]float64
+	keys        []int32
+	scores      []float64
+	hits        [][]hit
+	falla       float64
+	serv        float64
+	cues        []hit
+	tcl         map[int32]termClause // term → clause of its strongest occurrence
+	nbHits      []float64            // learned evidence per candidate
+	nbTop       []hit                // strongest learned feature per candidate
 }
 
 type hit struct {
 	term   int32
 	weight float64 // contribution
 	text   string
+	clause int16 // where it was found (-1 unknown)
 }
 
-// tokens fills s.ids/s.zone with the stem ids of the subject (zone weight SubjectWeight) and the
-// cleaned body (weight 1). Unknown words get id -1 so that they still separate terms. It returns the
-// number of content words.
+// tokens reads the request clause by clause (see clause.go) and fills s.ids/s.zone with the stem
+// ids of its words, each weighted by its clause (and by SubjectWeight in the subject), and
+// s.clauses with what each clause says. Unknown words get id -1 so that they still separate terms;
+// clauses are separated by zoneSep, so no term spans two of them. It returns the number of content
+// words of the subject and the requester's own text.
 func (e *Engine) tokens(s *scratch, in Input) int {
-	s.ids, s.zone = s.ids[:0], s.zone[:0]
-	content := 0
-	emit := func(text string, zone float32) {
-		if len(text) > maxTextRunes {
-			text = text[:maxTextRunes]
-		}
-		start := -1
-		var buf []byte
-		flush := func(end int) {
-			if start < 0 {
-				return
-			}
-			buf = buf[:0]
-			for _, r := range text[start:end] {
-				buf = utf8.AppendRune(buf, foldRune(r))
-			}
-			start = -1
-			w := string(buf)
-			if e.stop[w] {
-				return
-			}
-			content++
-			s.ids = append(s.ids, e.lookup(w))
-			s.zone = append(s.zone, zone)
-		}
-		for i, r := range text {
-			if isWordRune(r) {
-				if start < 0 {
-					start = i
-				}
-			} else {
-				flush(i)
-			}
-		}
-		flush(len(text))
-		s.ids = append(s.ids, zoneSep) // zones never join into one term
-		s.zone = append(s.zone, zone)
-	}
-	emit(in.Subject, float32(e.th.SubjectWeight))
+	s.ids, s.zone, s.cl = s.ids[:0], s.zone[:0], s.cl[:0]
+	s.clauses = s.clauses[:0]
 	body := in.Text
 	if len(body) > 4*maxTextRunes {
 		body = body[:4*maxTextRunes]
 	}
-	emit(cleanBody(body), 1)
+	own, quoted := splitBody(body)
+	own, quoted = dropMentions(own), dropMentions(quoted)
+	add := func(text string, subject, isQuoted bool) {
+		if len(text) > maxTextRunes {
+			text = text[:maxTextRunes]
+		}
+		s.parts = splitClauses(text, s.parts[:0])
+		for _, p := range s.parts {
+			ci := clauseInfo{text: p, subject: subject}
+			s.words = words(fold(p))
+			classify(&ci, s.words)
+			ci.report = isReport(s.words)
+			if isQuoted {
+				ci.role = roleQuoted
+			}
+			s.clauses = append(s.clauses, ci)
+			s.clauseWords = append(s.clauseWords[:len(s.clauses)-1], s.words)
+		}
+	}
+	add(dropMentions(in.Subject), true, false)
+	add(own, false, false)
+	add(quoted, false, true)
+	weighClauses(s.clauses)
+	content := 0
+	for k := range s.clauses {
+		c := &s.clauses[k]
+		zone := float32(c.weight)
+		if c.subject {
+			zone *= float32(e.th.SubjectWeight)
+		}
+		for _, w := range s.clauseWords[k] {
+			if e.stop[w] {
+				continue
+			}
+			if c.role != roleQuoted {
+				content++
+			}
+			s.ids = append(s.ids, e.lookup(w))
+			s.zone = append(s.zone, zone)
+			s.cl = append(s.cl, int16(min(k, 1<<14)))
+		}
+		s.ids = append(s.ids, zoneSep) // clauses never join into one term
+		s.zone = append(s.zone, zone)
+		s.cl = append(s.cl, int16(min(k, 1<<14)))
+	}
 	return content
 }
 
@@ -406,11 +452,13 @@ func (e *Engine) Decide(in Input) Triage {
 	defer e.scratch.Put(s)
 	content := e.tokens(s, in)
 
-	// Match terms and accumulate term frequencies weighted by zone.
+	// Match terms and accumulate term frequencies weighted by zone (clause and subject).
 	if s.tf == nil {
 		s.tf = map[int32]float64{}
+		s.tcl = map[int32]termClause{}
 	}
 	clear(s.tf)
+	clear(s.tcl)
 	for i, id := range s.ids {
 		if id < 0 {
 			continue
@@ -418,19 +466,25 @@ func (e *Engine) Decide(in Input) Triage {
 		for _, ti := range e.starts[id] {
 			t := &e.terms[ti]
 			if e.matchAt(s.ids, i, t) {
-				s.tf[ti] += float64(s.zone[i])
+				z := s.zone[i]
+				if old, ok := s.tcl[ti]; !ok || z > old.z {
+					s.tcl[ti] = termClause{cl: s.cl[i], z: z}
+				}
+				s.tf[ti] += float64(z)
 			}
 		}
 	}
 
-	if cap(s.scores) < len(e.docs) {
-		s.scores = make([]float64, len(e.docs))
-		s.hits = make([][]hit, len(e.docs))
+	n := len(e.docs)
+	if cap(s.scores) < n {
+		s.scores = make([]float64, n)
+		s.hits = make([][]hit, n)
+		s.nbHits = make([]float64, n)
+		s.nbTop = make([]hit, n)
 	}
-	s.scores = s.scores[:len(e.docs)]
-	s.hits = s.hits[:len(e.docs)]
+	s.scores, s.hits, s.nbHits, s.nbTop = s.scores[:n], s.hits[:n], s.nbHits[:n], s.nbTop[:n]
 	for i := range s.scores {
-		s.scores[i] = 0
+		s.scores[i], s.nbHits[i], s.nbTop[i] = 0, 0, hit{}
 		s.hits[i] = s.hits[i][:0]
 	}
 	s.falla, s.serv = 0, 0
@@ -445,30 +499,159 @@ func (e *Engine) Decide(in Input) Triage {
 	for _, ti := range s.keys {
 		tf := s.tf[ti]
 		t := &e.terms[ti]
+		cl := s.tcl[ti].cl
 		sat := tf * (k1 + 1) / (tf + k1)
 		for _, p := range t.postings {
 			switch p.role {
 			case roleKeyword, rolePhraseToken:
 				c := p.weight * t.idf * sat
 				s.scores[p.doc] += c
-				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: c, text: p.text})
+				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: c, text: p.text, clause: cl})
 			case rolePhrase:
-				s.scores[p.doc] += p.weight
-				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: p.weight, text: "«" + p.text + "»"})
+				c := p.weight * min(1, tf)
+				s.scores[p.doc] += c
+				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: c, text: "«" + p.text + "»", clause: cl})
 			case roleNegative:
 				s.scores[p.doc] -= p.weight
-				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: -p.weight, text: "−" + p.text})
+				s.hits[p.doc] = append(s.hits[p.doc], hit{term: ti, weight: -p.weight, text: "−" + p.text, clause: cl})
 			case roleFalla:
 				s.falla += p.weight * sat
-				s.cues = append(s.cues, hit{term: ti, weight: p.weight * sat, text: p.text})
+				s.cues = append(s.cues, hit{term: ti, weight: p.weight * sat, text: p.text, clause: cl})
 			case roleServicio:
 				s.serv += p.weight * sat
-				s.cues = append(s.cues, hit{term: ti, weight: -p.weight * sat, text: p.text})
+				s.cues = append(s.cues, hit{term: ti, weight: -p.weight * sat, text: p.text, clause: cl})
 			}
 		}
 	}
+	e.nbScore(s)
+	e.readClauses(s)
 	return e.decide(s, content)
 }
+
+// termClause is the clause of a term's strongest occurrence.
+type termClause struct {
+	cl int16
+	z  float32
+}
+
+// readClauses sums the built-in Spanish reading of the clauses: faults and requests, weighted by
+// clause; and a status question, which makes the informativo scope a candidate by itself.
+func (e *Engine) readClauses(s *scratch) {
+	s.bfalla, s.bserv, s.bfCue, s.bsCue, s.status, s.offer = 0, 0, -1, -1, false, 0
+	var bf, bs, bare float64
+	verify := false
+	for k, c := range s.clauses {
+		verify = verify || c.verify && c.role != roleQuoted
+		w := c.weight
+		if c.role == roleQuoted || c.role == roleReported {
+			w *= 0.5
+		}
+		if c.subject {
+			w *= 0.8
+		}
+		if f := w * c.falla; f > 0 {
+			s.bfalla += f
+			if f > bf {
+				bf, s.bfCue = f, k
+			}
+		}
+		if v := w * c.serv; v > 0 {
+			if c.bare {
+				bare += v
+			}
+			s.bserv += v
+			if v > bs {
+				bs, s.bsCue = v, k
+			}
+		}
+		if c.status && c.role == roleMain {
+			s.status = true
+		}
+		s.offer += c.offer
+	}
+	// An unsolicited commercial offer is never a request for a service, whatever it sells; it goes
+	// to the target whose own text speaks of offers, if the catalog has one.
+	if s.offer >= 2 {
+		for di, d := range e.docs {
+			if d.kind != docTarget && s.scores[di] > 0 {
+				s.scores[di] *= offerDiscount
+			}
+		}
+		if e.offerDoc >= 0 && e.offerDoc < len(s.scores) {
+			b := e.th.NoCompetenteScore
+			s.scores[e.offerDoc] += b
+			s.hits[e.offerDoc] = append(s.hits[e.offerDoc], hit{term: -1, weight: b, text: "oferta comercial no solicitada", clause: -1})
+		}
+	}
+	// "No abre mi correo, ¿qué hago?": a bare question after a fault asks for the fix.
+	if s.bfalla >= 2.5 {
+		s.bserv -= bare / 2
+	}
+	s.bfTop = bf
+	if verify && e.verifyDoc >= 0 {
+		b := e.th.MinScore
+		s.scores[e.verifyDoc] += b
+		s.hits[e.verifyDoc] = append(s.hits[e.verifyDoc], hit{term: -1, weight: b, text: "pregunta si un mensaje es auténtico", clause: int16(s.bsCue)})
+	}
+	if s.status {
+		for di, d := range e.docs {
+			if d.kind == docInformativo {
+				b := statusBonus * e.th.MinScore
+				s.scores[di] += b
+				s.hits[di] = append(s.hits[di], hit{term: -1, weight: b, text: "pregunta por el estado de una solicitud", clause: int16(s.bsCue)})
+			}
+		}
+	}
+}
+
+// offerTarget returns the orientation target whose catalog text has the most offer markers.
+func offerTarget(docs []doc, texts []trainText) int {
+	count := map[int]int{}
+	for _, t := range texts {
+		if docs[t.doc].kind == docTarget {
+			count[t.doc] += offerMarkers(words(fold(t.text)))
+		}
+	}
+	best, n := -1, 0
+	for d, c := range count {
+		if c > n || c == n && c > 0 && d < best {
+			best, n = d, c
+		}
+	}
+	return best
+}
+
+// verifyTarget returns the service whose catalog text asks most often whether a message is genuine
+// ("¿es real?", "¿es de ustedes?"): where the engine sends a verification question.
+func verifyTarget(docs []doc, texts []trainText) int {
+	count := map[int]int{}
+	for _, t := range texts {
+		if docs[t.doc].kind != docService {
+			continue
+		}
+		for _, p := range splitClauses(t.text, nil) {
+			ci := clauseInfo{text: p}
+			classify(&ci, words(fold(p)))
+			if ci.verify {
+				count[t.doc]++
+			}
+		}
+	}
+	best, n := -1, 0
+	for d, c := range count {
+		if c > n || c == n && d < best {
+			best, n = d, c
+		}
+	}
+	return best
+}
+
+// offerDiscount multiplies the CGSI candidates' scores of an unsolicited commercial offer.
+const offerDiscount = 0.3
+
+// statusBonus, times MinScore, is what a question about the status of an earlier request adds to
+// the informativo scope.
+const statusBonus = 1.5
 
 // matchAt reports whether term t occurs at position i of ids, allowing t.gap other tokens between
 // its words but never crossing a zone separator.
@@ -499,7 +682,7 @@ type ranked struct {
 
 func (e *Engine) decide(s *scratch, content int) Triage {
 	th := e.th
-	out := Triage{CatalogVersion: e.cat.Version(), By: "engine"}
+	out := Triage{CatalogVersion: e.version, By: "engine"}
 	var cands []ranked
 	for i, sc := range s.scores {
 		if sc > 0 {
@@ -523,56 +706,84 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 			bestIT = c
 		}
 	}
-	itScore := 0.0
+	itScore, oosScore := 0.0, 0.0
 	if bestIT != nil {
 		itScore = bestIT.score
 	}
-
-	if content < th.MinWords {
-		return e.aclaracion(out, cands, fmt.Sprintf("texto insuficiente (%d palabras significativas)", content))
+	if bestOOS != nil {
+		oosScore = bestOOS.score
 	}
-	// no_competente needs clear evidence: a strong target that clearly beats every CGSI candidate.
-	if bestOOS != nil && bestOOS.score >= th.NoCompetenteScore && bestOOS.score >= th.NoCompetenteRatio*itScore {
+	// Length-aware evidence: a few words that clearly name one service decide; in a long text one
+	// weak term is not enough.
+	lf := 0.75 + 0.25*math.Min(1, float64(content)/10)
+	minScore, ncScore := th.MinScore*lf, th.NoCompetenteScore*lf
+	best, second := max(itScore, oosScore), 0.0
+	if len(cands) > 1 {
+		second = cands[1].score
+	}
+	// One service or target named and nothing else in sight: a terse catalog's single keyword is
+	// enough. (Not the informativo scope: weak evidence for it is no evidence.)
+	if second < uncontested*best && len(cands) > 0 && e.docs[cands[0].doc].kind != docInformativo {
+		minScore *= uncontestedDiscount
+		ncScore *= uncontestedDiscount
+	}
+	if content < th.MinWords {
+		// Too few words: only a clear, single candidate is decided.
+		if best < minScore || second > 0.6*best {
+			return e.aclaracion(out, s, cands, fmt.Sprintf("texto insuficiente (%d palabras significativas)", content))
+		}
+	}
+	// no_competente needs clear evidence: a strong target that clearly beats every CGSI candidate;
+	// more so when the text reports a fault of something a CGSI service covers ("la fotocopiadora
+	// de la biblioteca no saca copias").
+	ratio := th.NoCompetenteRatio
+	if s.bfTop >= 2.5 && itScore > 0 {
+		ratio *= faultRatio
+	}
+	if bestOOS != nil && oosScore >= ncScore && oosScore >= ratio*itScore {
 		d := e.docs[bestOOS.doc]
 		t := e.cat.f.OutOfScope[d.index]
 		out.Outcome = OutcomeNoCompetente
 		out.Area = t.Target
 		out.Orientation = &Orientation{Target: t.Target, Office: t.Office, Message: t.Message}
-		out.Confidence = confidence(bestOOS.score, itScore, th.NoCompetenteScore)
+		out.Confidence = confidence(oosScore, itScore, ncScore)
 		expl := e.explainDoc(s, bestOOS.doc) + " → " + t.Target
 		if bestIT != nil {
-			expl += fmt.Sprintf("; supera a %s (%.1f contra %.1f)", e.docs[bestIT.doc].short(), bestOOS.score, itScore)
+			expl += fmt.Sprintf("; supera a %s (%.1f contra %.1f)", e.docs[bestIT.doc].short(), oosScore, itScore)
 		}
 		out.Explanation = expl
 		out.Others = e.others(cands, bestOOS.doc)
 		return out
 	}
-	if bestIT == nil || itScore < th.MinScore {
+	if bestIT == nil || itScore < minScore {
 		why := "ningún servicio alcanza el umbral"
 		if bestIT != nil {
-			why = fmt.Sprintf("evidencia débil: %s → %s (%.1f < %.1f)", e.explainDoc(s, bestIT.doc), e.docs[bestIT.doc].short(), itScore, th.MinScore)
+			why = fmt.Sprintf("evidencia débil: %s → %s (%.1f < %.1f)", e.explainDoc(s, bestIT.doc), e.docs[bestIT.doc].short(), itScore, minScore)
 		}
-		if bestOOS != nil && bestOOS.score > itScore {
-			why += fmt.Sprintf("; posible %s sin evidencia suficiente (%.1f)", e.docs[bestOOS.doc].area, bestOOS.score)
+		if bestOOS != nil && oosScore > itScore {
+			why += fmt.Sprintf("; posible %s sin evidencia suficiente (%.1f)", e.docs[bestOOS.doc].area, oosScore)
 		}
-		return e.aclaracion(out, cands, why)
+		return e.aclaracion(out, s, cands, why)
 	}
 	// A weak winner that an unrelated candidate nearly ties is not a decision.
 	runner := 0.0
 	for _, c := range cands {
 		if c.doc != bestIT.doc && e.docs[c.doc].outcomeArea() != e.docs[bestIT.doc].outcomeArea() {
 			runner = c.score
+			if e.docs[c.doc].kind == docTarget && s.bfTop >= 2.5 {
+				runner /= faultRatio // a reported fault leans to IT
+			}
 			break
 		}
 	}
-	if itScore < 2*th.MinScore && runner > 0 && (itScore-runner)/itScore < th.MinMargin {
-		return e.aclaracion(out, cands, fmt.Sprintf("empate entre %s (%.1f) y otra área (%.1f)", e.docs[bestIT.doc].short(), itScore, runner))
+	if itScore < 2*minScore && runner > 0 && (itScore-runner)/itScore < th.MinMargin {
+		return e.aclaracion(out, s, cands, fmt.Sprintf("empate entre %s (%.1f) y otra área (%.1f)", e.docs[bestIT.doc].short(), itScore, runner))
 	}
 
 	d := e.docs[bestIT.doc]
 	kind, kindWhy := e.kind(s, d)
 	out.Kind = kind
-	out.Confidence = confidence(itScore, max(runner, 0), th.MinScore)
+	out.Confidence = confidence(itScore, max(runner, 0), minScore)
 	expl := e.explainDoc(s, bestIT.doc)
 	if d.kind == docInformativo {
 		out.Outcome = OutcomeInformativo
@@ -586,14 +797,70 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 		expl += " → " + sv.Area + " (" + sv.Name + ")"
 		if kind == KindFalla {
 			out.Tests = slices.Clone(sv.Tests)
+			// A short report names the service but says little about the fault: ask as well.
+			if content <= shortReport {
+				out.Questions = e.cat.areaQuestions(sv.Area)
+			}
 		}
 	}
-	if bestOOS != nil && bestOOS.score >= th.NoCompetenteScore {
+	if bestOOS != nil && oosScore >= ncScore {
 		expl += fmt.Sprintf("; se descarta %s porque hay términos de TI", e.docs[bestOOS.doc].area)
+	}
+	if cl := e.decidingClause(s, bestIT.doc); cl != "" {
+		expl += "; decide la frase «" + cl + "»"
 	}
 	out.Explanation = expl + "; " + kindWhy
 	out.Others = e.others(cands, bestIT.doc)
 	return out
+}
+
+// Uncontested evidence: when the runner-up scores less than uncontested times the best, the
+// thresholds are multiplied by uncontestedDiscount.
+const (
+	uncontested         = 0.25
+	uncontestedDiscount = 0.6
+	// faultRatio multiplies NoCompetenteRatio for a text that reports a fault.
+	faultRatio = 1.6
+)
+
+// shortReport is the number of content words up to which a falla also gets the area's questions.
+const shortReport = 6
+
+// decidingClause returns the (shortened) clause that contributed most to candidate di.
+func (e *Engine) decidingClause(s *scratch, di int) string {
+	if len(s.clauses) < 2 {
+		return ""
+	}
+	per := map[int16]float64{}
+	for _, h := range s.hits[di] {
+		if h.clause >= 0 && h.weight > 0 {
+			per[h.clause] += h.weight
+		}
+	}
+	best, bw := int16(-1), 0.0
+	for k, w := range per {
+		if w > bw || w == bw && k < best {
+			best, bw = k, w
+		}
+	}
+	if best < 0 || int(best) >= len(s.clauses) {
+		return ""
+	}
+	return shorten(s.clauses[best].text, 90)
+}
+
+// shorten cuts s to at most n runes at a word boundary, marking the cut.
+func shorten(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)[:n]
+	t := string(r)
+	if i := strings.LastIndexByte(t, ' '); i > n/2 {
+		t = t[:i]
+	}
+	return t + "…"
 }
 
 func (d doc) short() string {
@@ -617,12 +884,25 @@ func (d doc) outcomeArea() string {
 	return d.area
 }
 
-// kind decides falla or servicio from the cues; a service or scope may fix it.
+// kind decides falla or servicio from the main ask: the engine's reading of the clauses (a
+// malfunction stated vs. something new, changed or asked), then the catalog's own cues, at half
+// weight. A service or scope may fix the kind.
 func (e *Engine) kind(s *scratch, d doc) (string, string) {
 	if d.fixed != "" {
 		return d.fixed, d.fixed + " (fijado en el catálogo)"
 	}
-	top := func(sign float64) []string {
+	falla := s.bfalla + catalogCueWeight*s.falla
+	serv := s.bserv + catalogCueWeight*s.serv
+	if d.kind == docInformativo {
+		// An informativo matter is a question by nature; only a clear fault report makes it a falla.
+		falla /= 2
+	}
+	why := func(cl int, sign float64) string {
+		var parts []string
+		if cl >= 0 {
+			c := s.clauses[cl]
+			parts = append(parts, "\""+c.cue+"\" en «"+shorten(c.text, 60)+"»")
+		}
 		var hs []hit
 		for _, h := range s.cues {
 			if h.weight*sign > 0 {
@@ -630,33 +910,30 @@ func (e *Engine) kind(s *scratch, d doc) (string, string) {
 			}
 		}
 		sort.SliceStable(hs, func(a, b int) bool { return math.Abs(hs[a].weight) > math.Abs(hs[b].weight) })
-		var out []string
 		for _, h := range hs {
 			q := "\"" + h.text + "\""
-			if !slices.Contains(out, q) {
-				out = append(out, q)
+			if !slices.Contains(parts, q) {
+				parts = append(parts, q)
 			}
-			if len(out) == 3 {
+			if len(parts) == 3 {
 				break
 			}
 		}
-		return out
-	}
-	falla := s.falla
-	if d.kind == docInformativo {
-		// An informativo matter is a question by nature; only a clear fault report makes it a falla.
-		falla /= 2
+		return strings.Join(parts, ", ")
 	}
 	switch {
-	case falla > s.serv:
-		return KindFalla, strings.Join(top(1), ", ") + " → falla"
-	case s.serv > falla:
-		return KindServicio, strings.Join(top(-1), ", ") + " → servicio"
+	case falla > serv:
+		return KindFalla, why(s.bfCue, 1) + " → falla"
+	case serv > falla:
+		return KindServicio, why(s.bsCue, -1) + " → servicio"
 	}
 	return e.cat.f.Kind.Default, e.cat.f.Kind.Default + " (sin señales claras; valor por omisión)"
 }
 
-// explainDoc names the strongest matched terms of a candidate.
+// catalogCueWeight scales the catalog's kind cues against the engine's own reading.
+const catalogCueWeight = 0.5
+
+// explainDoc names the strongest matched terms of a candidate, and the strongest learned feature.
 func (e *Engine) explainDoc(s *scratch, di int) string {
 	hs := slices.Clone(s.hits[di])
 	sort.SliceStable(hs, func(a, b int) bool { return hs[a].weight > hs[b].weight })
@@ -668,6 +945,9 @@ func (e *Engine) explainDoc(s *scratch, di int) string {
 		if !slices.Contains(names, h.text) {
 			names = append(names, h.text)
 		}
+	}
+	if s.nbHits[di] > 0 {
+		names = append(names, fmt.Sprintf("modelo %+.1f (%s)", s.nbHits[di], s.nbTop[di].text))
 	}
 	return strings.Join(names, ", ")
 }
@@ -692,7 +972,7 @@ func (e *Engine) others(cands []ranked, winner int) []Service {
 	return out
 }
 
-func (e *Engine) aclaracion(out Triage, cands []ranked, why string) Triage {
+func (e *Engine) aclaracion(out Triage, s *scratch, cands []ranked, why string) Triage {
 	out.Outcome = OutcomeAclaracion
 	area := ""
 	if len(cands) > 0 && e.docs[cands[0].doc].kind == docService {
@@ -700,7 +980,6 @@ func (e *Engine) aclaracion(out Triage, cands []ranked, why string) Triage {
 	}
 	out.Questions = e.cat.Questions(area)
 	out.Explanation = why + " → aclaración"
-	out.Confidence = 0.5
 	if len(cands) > 0 {
 		out.Confidence = math.Round(100*(0.5+0.4*(1-math.Min(1, cands[0].score/(2*e.th.MinScore))))) / 100
 	} else {

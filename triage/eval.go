@@ -21,6 +21,8 @@ type Example struct {
 	Outcome string `json:"outcome"`
 	Tipo    string `json:"tipo"`
 	Area    string `json:"area"`
+	// Service optionally names the SAI service id (an area may hold several services).
+	Service string `json:"service,omitempty"`
 }
 
 // ReadExamples reads labelled examples as JSON Lines; blank lines are skipped and unknown members

@@ -75,12 +75,35 @@ func stem(w string) string {
 	if len(w) <= 2 {
 		return w
 	}
-	st := spanish.Stem(w, true)
+	st := spanish.Stem(singular(w), true)
 	// Snowball keeps superlatives: "lentísimo" should meet "lento".
 	if base, ok := strings.CutSuffix(st, "isim"); ok && len(base) >= 3 {
 		return base
 	}
 	return st
+}
+
+// singular undoes the regular Spanish plural before stemming, because Snowball stems some singular
+// and plural forms apart ("taller" → "tall", "talleres" → "taller").
+func singular(w string) string {
+	n := len(w)
+	if n < 5 || w[n-1] != 's' {
+		return w
+	}
+	if w[n-2] == 'e' {
+		switch w[n-3] {
+		case 'r', 'l', 'n', 'd', 'j', 'y', 'x':
+			return w[:n-2]
+		case 'c':
+			return w[:n-3] + "z"
+		}
+		return w[:n-1]
+	}
+	switch w[n-2] {
+	case 'a', 'o', 'i', 'u':
+		return w[:n-1]
+	}
+	return w
 }
 
 // analyze turns free text into content stems: folded, tokenized, stopwords dropped, stemmed.
@@ -109,6 +132,17 @@ var closingPrefixes = []string{
 // "PRESENTE", quoted lines, forwarded or replied history and the signature. When the cleaning would
 // leave nothing, the original body is kept so that a one-line signature-only text still counts.
 func cleanBody(body string) string {
+	own, _ := splitBody(body)
+	return own
+}
+
+// maxQuoted bounds the quoted or forwarded history kept for (low-weight) scoring.
+const maxQuoted = 4000
+
+// splitBody separates the requester's own text from quoted or forwarded history. The letterhead of
+// a memo, closings and signatures are dropped from both. When the own text would be empty, the
+// whole body is the own text.
+func splitBody(body string) (own, quoted string) {
 	lines := strings.Split(body, "\n")
 	// A memo (oficio) addresses its recipient before the text: drop the letterhead.
 	for i, l := range lines {
@@ -120,17 +154,28 @@ func cleanBody(body string) string {
 			break
 		}
 	}
-	var b strings.Builder
+	var b, q strings.Builder
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
 		if strings.HasPrefix(t, ">") {
+			if q.Len() < maxQuoted {
+				q.WriteString(strings.TrimLeft(t, "> "))
+				q.WriteByte('\n')
+			}
 			continue
 		}
-		if t == "--" || t == "__" || strings.HasPrefix(t, "-----") || strings.HasPrefix(t, "_____") {
+		f := fold(t)
+		if isHistoryHeader(f, lines, i) || isForwardMarker(f) {
+			for _, h := range lines[i+1:] {
+				if q.Len() >= maxQuoted {
+					break
+				}
+				q.WriteString(strings.TrimLeft(strings.TrimSpace(h), "> "))
+				q.WriteByte('\n')
+			}
 			break
 		}
-		f := fold(t)
-		if isHistoryHeader(f, lines, i) {
+		if t == "--" || t == "__" || strings.HasPrefix(t, "-----") || strings.HasPrefix(t, "_____") {
 			break
 		}
 		if len(t) < 60 {
@@ -149,11 +194,19 @@ func cleanBody(body string) string {
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}
-	out := dropSignatureBlock(b.String())
-	if strings.TrimSpace(out) == "" {
-		return body
+	own = dropSignatureBlock(b.String())
+	if strings.TrimSpace(own) == "" {
+		return body, ""
 	}
-	return out
+	return own, q.String()
+}
+
+// isForwardMarker detects the separator line of a forwarded or original message.
+func isForwardMarker(f string) bool {
+	f = strings.Trim(f, "-_ *")
+	return strings.HasPrefix(f, "forwarded message") || strings.HasPrefix(f, "mensaje reenviado") ||
+		strings.HasPrefix(f, "mensaje original") || strings.HasPrefix(f, "original message") ||
+		strings.HasPrefix(f, "inicio del mensaje reenviado") || strings.HasPrefix(f, "begin forwarded message")
 }
 
 // dropSignatureBlock removes a trailing paragraph that looks like a signature with no closing
@@ -228,6 +281,31 @@ func squash(s string) string {
 		if isWordRune(r) || r == '.' {
 			b.WriteRune(r)
 		}
+	}
+	return b.String()
+}
+
+// dropMentions removes @handles ("@CGSI_IPN"): they name the addressee, not the matter.
+func dropMentions(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		// An @ that starts a word (not an e-mail address like ana@ipn.mx) starts a handle.
+		if c == '@' && (i == 0 || !isWordRune(rune(s[i-1]))) {
+			j := i + 1
+			for j < len(s) && (s[j] == '_' || s[j] < utf8.RuneSelf && isWordRune(rune(s[j]))) {
+				j++
+			}
+			if j > i+1 {
+				b.WriteByte(' ')
+				i = j - 1
+				continue
+			}
+		}
+		b.WriteByte(c)
 	}
 	return b.String()
 }

@@ -98,61 +98,14 @@ func (m *Mailbox) Run(ctx context.Context, sink channels.Sink) error {
 		}
 		if ctx.Err() != nil {
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-			l.release(rctx)
+			if err := l.release(rctx); err != nil {
+				m.log.Warn("mailbox lease not released; a standby takes over when it expires", "err", err)
+			}
 			rcancel()
 		}
 	}
 	m.m.connected.WithLabelValues(m.o.Name).Set(0)
 	return nil
-}
-
-// acquire blocks until the lease is ours (true) or ctx ends (false).
-func (m *Mailbox) acquire(ctx context.Context, l *leaseHolder) bool {
-	wait := m.o.LeaseTTL / 3
-	for {
-		ok, cur, err := l.tryAcquire(ctx)
-		switch {
-		case err != nil:
-			m.setHealth(false, "lease: "+err.Error())
-			m.log.Warn("mailbox lease", "err", err)
-		case ok:
-			return true
-		default:
-			m.setHealth(true, fmt.Sprintf("standby: worked by %s", cur.Holder))
-		}
-		if !sleep(ctx, jitter(wait)) {
-			return false
-		}
-	}
-}
-
-// keepLease renews the lease every third of its TTL; it cancels lctx when the lease is lost, or
-// when it could not be renewed before it expired.
-func (m *Mailbox) keepLease(lctx context.Context, cancel context.CancelCauseFunc, l *leaseHolder) {
-	t := time.NewTicker(m.o.LeaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-lctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, rcancel := context.WithTimeout(lctx, m.o.LeaseTTL/3)
-		err := l.renew(rctx)
-		rcancel()
-		switch {
-		case err == nil:
-		case errors.Is(err, ErrLeaseLost):
-			cancel(ErrLeaseLost)
-			return
-		case time.Now().After(l.until.Add(-m.o.LeaseTTL / 6)):
-			m.log.Warn("mailbox lease could not be renewed in time; stopping", "err", err)
-			cancel(fmt.Errorf("%w: %v", ErrLeaseLost, err))
-			return
-		default:
-			m.log.Warn("mailbox lease renewal failed; retrying", "err", err)
-		}
-	}
 }
 
 // work runs sessions, backing off between failures, until ctx ends.

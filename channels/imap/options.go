@@ -69,9 +69,12 @@ type Options struct {
 	Requests jetstream.KeyValue
 	// JS publishes dead letters on cau.dlq.imap and reads CAU_INBOUND. Required.
 	JS jetstream.JetStream
-	// Holder identifies this process in the lease; default "<hostname>:<pid>".
+	// Holder identifies this process in the lease; default "<hostname>:<pid>". A holder that finds
+	// the lease under its own name takes it at once, so a value that survives a restart (caud uses
+	// an instance id kept in its data dir) lets a restarted process resume without waiting.
 	Holder string
-	// LeaseTTL is how long a lease lasts without renewal (renewed every third of it); default 30 s.
+	// LeaseTTL is how long a lease lasts without renewal (renewed every third of it); default 8 s.
+	// A standby takes over at most this long after the holder died, at once after a clean stop.
 	LeaseTTL time.Duration
 	// CommandTimeout bounds every IMAP command (go-imap has no timeout on the first response
 	// byte); fetches get this plus 1 s per MiB. Default 60 s.
@@ -164,7 +167,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Holder = fmt.Sprintf("%s:%d", h, os.Getpid())
 	}
 	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 30 * time.Second
+		o.LeaseTTL = 8 * time.Second
 	}
 	if o.CommandTimeout <= 0 {
 		o.CommandTimeout = 60 * time.Second

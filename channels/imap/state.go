@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,12 +21,6 @@ var ErrLeaseLost = errors.New("mailbox lease lost")
 type Checkpoint struct {
 	UIDValidity uint32 `json:"uidvalidity"`
 	LastUID     uint32 `json:"last_uid"`
-}
-
-// Lease is the value of cau_state key imap.<name>.lease.
-type Lease struct {
-	Holder  string    `json:"holder"`
-	Expires time.Time `json:"expires"`
 }
 
 func checkpointKey(name string) string { return "imap." + name + ".checkpoint" }
@@ -92,73 +85,7 @@ func (c *checkpointer) save(ctx context.Context, cp Checkpoint) error {
 
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
-}
-
-// leaseHolder keeps a mailbox lease.
-type leaseHolder struct {
-	kv     jetstream.KeyValue
-	key    string
-	holder string
-	ttl    time.Duration
-	rev    uint64
-	until  time.Time
-}
-
-// tryAcquire takes the lease when it is free, expired, or already ours. It returns the current
-// holder when someone else has it.
-func (l *leaseHolder) tryAcquire(ctx context.Context) (bool, Lease, error) {
-	now := time.Now()
-	val, _ := json.Marshal(Lease{Holder: l.holder, Expires: now.Add(l.ttl)})
-	e, err := l.kv.Get(ctx, l.key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		rev, err := l.kv.Create(ctx, l.key, val)
-		if err != nil {
-			if isConflict(err) {
-				return false, Lease{}, nil
-			}
-			return false, Lease{}, err
-		}
-		l.rev, l.until = rev, now.Add(l.ttl)
-		return true, Lease{}, nil
-	}
-	if err != nil {
-		return false, Lease{}, err
-	}
-	var cur Lease
-	_ = json.Unmarshal(e.Value(), &cur)
-	if cur.Holder != l.holder && now.Before(cur.Expires) {
-		return false, cur, nil
-	}
-	rev, err := l.kv.Update(ctx, l.key, val, e.Revision())
-	if err != nil {
-		if isConflict(err) {
-			return false, cur, nil
-		}
-		return false, cur, err
-	}
-	l.rev, l.until = rev, now.Add(l.ttl)
-	return true, cur, nil
-}
-
-// renew extends the lease; ErrLeaseLost when someone else wrote it.
-func (l *leaseHolder) renew(ctx context.Context) error {
-	now := time.Now()
-	val, _ := json.Marshal(Lease{Holder: l.holder, Expires: now.Add(l.ttl)})
-	rev, err := l.kv.Update(ctx, l.key, val, l.rev)
-	if err != nil {
-		if isConflict(err) {
-			return ErrLeaseLost
-		}
-		return err
-	}
-	l.rev, l.until = rev, now.Add(l.ttl)
-	return nil
-}
-
-// release expires the lease at once so that a standby takes over without waiting for the TTL.
-func (l *leaseHolder) release(ctx context.Context) {
-	val, _ := json.Marshal(Lease{Holder: l.holder, Expires: time.Now().Add(-time.Second)})
-	_, _ = l.kv.Update(ctx, l.key, val, l.rev)
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }

@@ -4,11 +4,17 @@ package natsjs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -27,6 +33,8 @@ type EmbeddedOptions struct {
 	MaxStore  int64
 	// ReadyTimeout bounds the wait for the server to accept connections; 0 means 10 s.
 	ReadyTimeout time.Duration
+	// Token, when set, is required from every client (in-process ones too); "" means none.
+	Token string
 }
 
 // StartEmbedded starts a nats-server with JetStream in this process. It never installs signal
@@ -53,6 +61,7 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 		NoSigs:             true,
 		NoLog:              true,
 		MaxPayload:         8 << 20,
+		Authorization:      o.Token,
 	}
 	if o.Listen == "" {
 		opts.DontListen = true
@@ -81,7 +90,7 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 	}
 	if log != nil {
 		if o.Listen != "" {
-			log.Info("embedded nats started", "client_url", ns.ClientURL(), "store_dir", o.StoreDir)
+			log.Info("embedded nats started", "client_url", ns.ClientURL(), "store_dir", o.StoreDir, "auth", o.Token != "")
 		} else {
 			log.Info("embedded nats started in-process only", "store_dir", o.StoreDir)
 		}
@@ -97,13 +106,15 @@ type ConnectOptions struct {
 	Server *server.Server
 	// Name is the client name shown in server monitoring; "" means "caud".
 	Name string
-	// Auth for an external server; at most one of CredsFile, User/Password, Token.
+	// Auth; at most one of CredsFile, User/Password, Token (the embedded server's token applies
+	// to the in-process connection too).
 	CredsFile, User, Password, Token string
 	// TLS files for an external server; CAFile alone enables TLS with that root.
 	CAFile, CertFile, KeyFile string
 	// Timeout bounds the first connection attempt; 0 means 5 s.
 	Timeout time.Duration
-	// OnStateChange is called with "connected", "disconnected", "reconnected" or "closed".
+	// OnStateChange is called with "connected", "disconnected", "reconnected", "closed", or
+	// "connect failed" after each failed first attempt (with its error).
 	OnStateChange func(state string, err error)
 }
 
@@ -151,6 +162,9 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 	url := ""
 	if o.Server != nil {
 		opts = append(opts, nats.InProcessServer(o.Server))
+		if o.Token != "" {
+			opts = append(opts, nats.Token(o.Token))
+		}
 	} else {
 		if len(o.URLs) == 0 {
 			return nil, errors.New("connect nats: no url")
@@ -188,6 +202,7 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 			return nil, fmt.Errorf("connect embedded nats: %w", err)
 		}
 		log.Warn("nats connect failed, retrying", "url", url, "err", err, "in", backoff)
+		notify("connect failed", err)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("connect nats %s: %w (last error: %v)", url, ctx.Err(), err)
@@ -195,4 +210,44 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}
+}
+
+// LoadOrCreateToken returns the client token kept in path, creating the file (mode 0600, a random
+// 256-bit token in hex) when it does not exist. A token file readable by others is refused: anyone
+// holding the token can read every request and inject new ones.
+func LoadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return "", fmt.Errorf("nats token: %w", err)
+		}
+		tok := hex.EncodeToString(raw)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", fmt.Errorf("nats token: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return LoadOrCreateToken(path) // another process created it first
+		}
+		if err != nil {
+			return "", fmt.Errorf("nats token: %w", err)
+		}
+		_, werr := f.WriteString(tok + "\n")
+		if err := errors.Join(werr, f.Close()); err != nil {
+			return "", fmt.Errorf("nats token: %w", err)
+		}
+		return tok, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("nats token: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("nats token: %s is readable by other users (mode %s): chmod 600 it", path, fi.Mode().Perm())
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("nats token: %s holds fewer than 16 characters", path)
+	}
+	return tok, nil
 }

@@ -2,9 +2,14 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -41,6 +46,16 @@ type Topology struct {
 	Retention time.Duration
 	// LeaseRetention is how long lease records stay in cau_leases; 0 means 24 h.
 	LeaseRetention time.Duration
+
+	// AttemptTimeout bounds one JetStream API call of the set-up; 0 means 10 s.
+	AttemptTimeout time.Duration
+	// MaxBackoff caps the wait between attempts (exponential from 250 ms, with jitter); 0 means 5 s.
+	MaxBackoff time.Duration
+	// Logger receives a warning per failed attempt; nil discards.
+	Logger *slog.Logger
+	// OnWait, when set, is called after every failed attempt with the asset awaited and the
+	// error, so that /readyz can say why the process is not ready yet.
+	OnWait func(asset string, err error)
 }
 
 func (t Topology) withDefaults() Topology {
@@ -55,6 +70,15 @@ func (t Topology) withDefaults() Topology {
 	}
 	if t.LeaseRetention == 0 {
 		t.LeaseRetention = 24 * time.Hour
+	}
+	if t.AttemptTimeout == 0 {
+		t.AttemptTimeout = 10 * time.Second
+	}
+	if t.MaxBackoff == 0 {
+		t.MaxBackoff = 5 * time.Second
+	}
+	if t.Logger == nil {
+		t.Logger = slog.New(slog.DiscardHandler)
 	}
 	return t
 }
@@ -72,81 +96,234 @@ type Handles struct {
 	Leases      jetstream.KeyValue
 }
 
-// EnsureTopology creates or updates every stream and bucket of DESIGN.md. It is idempotent: caud
-// calls it at every start, and several replicas may call it at once.
+// EnsureTopology creates every stream and bucket of DESIGN.md, or brings an existing one to the
+// wanted settings. Many replicas may run it at the same moment, on one server or on a cluster: each
+// asset is created first (the server answers an identical create, even one still in flight, as a
+// success), and only an asset that exists with different settings is updated, with those settings
+// changed and the rest (e.g. a max_bytes an operator set) kept. A failed attempt (no JetStream yet,
+// no quorum, a timeout) is retried with exponential backoff and jitter until ctx ends; only an
+// invalid configuration fails at once.
 func EnsureTopology(ctx context.Context, js jetstream.JetStream, t Topology) (*Handles, error) {
 	t = t.withDefaults()
 	h := &Handles{JS: js}
-	stream := func(name, subjects, desc string) (jetstream.Stream, error) {
-		s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        name,
-			Description: desc,
-			Subjects:    []string{subjects},
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      t.Retention,
-			Duplicates:  t.DedupWindow,
-			Replicas:    t.Replicas,
-			AllowDirect: true,
-			Discard:     jetstream.DiscardOld,
+	streams := []struct {
+		dst *jetstream.Stream
+		cfg jetstream.StreamConfig
+	}{
+		{&h.Inbound, t.stream(StreamInbound, SubjectInboundPrefix+">", "every request that reached the help desk", t.Retention)},
+		{&h.Triaged, t.stream(StreamTriaged, SubjectTriagedPrefix+">", "triaged items, one work queue per outcome", t.Retention)},
+		{&h.DLQ, t.stream(StreamDLQ, SubjectDLQPrefix+">", "dead letters: the original message plus the reason", t.Retention)},
+		{&h.Corrections, t.stream(StreamCorrections, SubjectCorrections, "agents' corrections of triage decisions, kept for evaluation", 0)},
+	}
+	for _, s := range streams {
+		err := t.retry(ctx, "stream "+s.cfg.Name, func(actx context.Context) (err error) {
+			*s.dst, err = ensureStream(actx, js, s.cfg)
+			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("ensure stream %s: %w", name, err)
+			return nil, err
 		}
-		return s, nil
 	}
-	var err error
-	if h.Inbound, err = stream(StreamInbound, SubjectInboundPrefix+">", "every request that reached the help desk"); err != nil {
-		return nil, err
-	}
-	if h.Triaged, err = stream(StreamTriaged, SubjectTriagedPrefix+">", "triaged items, one work queue per outcome"); err != nil {
-		return nil, err
-	}
-	if h.DLQ, err = stream(StreamDLQ, SubjectDLQPrefix+">", "dead letters: the original message plus the reason"); err != nil {
-		return nil, err
-	}
-	if h.Corrections, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamCorrections,
-		Description: "agents' corrections of triage decisions, kept for evaluation",
-		Subjects:    []string{SubjectCorrections},
-		Storage:     jetstream.FileStorage,
-		Duplicates:  t.DedupWindow,
-		Replicas:    t.Replicas,
-		AllowDirect: true,
-	}); err != nil {
-		return nil, fmt.Errorf("ensure stream %s: %w", StreamCorrections, err)
-	}
-	if h.Originals, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	obj := jetstream.ObjectStoreConfig{
 		Bucket:      ObjectOriginals,
 		Description: "raw originals: e-mail, scan, webhook body",
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
 		TTL:         t.Retention,
-	}); err != nil {
-		return nil, fmt.Errorf("ensure object store %s: %w", ObjectOriginals, err)
 	}
-	kv := func(bucket, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      bucket,
-			Description: desc,
-			History:     1,
-			TTL:         ttl,
-			Storage:     jetstream.FileStorage,
-			Replicas:    t.Replicas,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("ensure kv %s: %w", bucket, err)
+	if err := t.retry(ctx, "object store "+obj.Bucket, func(actx context.Context) (err error) {
+		h.Originals, err = ensureObjectStore(actx, js, obj)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	buckets := []struct {
+		dst *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&h.State, t.kv(KVState, "checkpoints and mailbox leases", 0)},
+		{&h.Requests, t.kv(KVRequests, "request id to state, queue and sequences", t.Retention)},
+		{&h.Leases, t.kv(KVLeases, "agent leases on claimed items", t.LeaseRetention)},
+	}
+	for _, b := range buckets {
+		if err := t.retry(ctx, "kv "+b.cfg.Bucket, func(actx context.Context) (err error) {
+			*b.dst, err = ensureKeyValue(actx, js, b.cfg)
+			return err
+		}); err != nil {
+			return nil, err
 		}
+	}
+	// Reads of the index and of the leases must see writes made through other replicas.
+	h.Requests, h.Leases = LeaderReads(h.Requests, js), LeaderReads(h.Leases, js)
+	return h, nil
+}
+
+func (t Topology) stream(name, subject, desc string, maxAge time.Duration) jetstream.StreamConfig {
+	c := jetstream.StreamConfig{
+		Name:        name,
+		Description: desc,
+		Subjects:    []string{subject},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      maxAge,
+		Duplicates:  t.DedupWindow,
+		Replicas:    t.Replicas,
+		AllowDirect: true,
+		Discard:     jetstream.DiscardOld,
+	}
+	return c
+}
+
+func (t Topology) kv(bucket, desc string, ttl time.Duration) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: desc,
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+}
+
+// ErrTopology wraps set-up errors that retrying cannot fix (an invalid configuration).
+var ErrTopology = errors.New("jetstream topology")
+
+// retry runs attempt until it succeeds, ctx ends, or it fails for good.
+func (t Topology) retry(ctx context.Context, asset string, attempt func(context.Context) error) error {
+	wait := 250 * time.Millisecond
+	for n := 1; ; n++ {
+		actx, cancel := context.WithTimeout(ctx, t.AttemptTimeout)
+		err := attempt(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if permanent(err) {
+			return fmt.Errorf("%w: ensure %s: %w", ErrTopology, asset, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("ensure %s: %w (last error: %v)", asset, ctx.Err(), err)
+		}
+		d := wait/2 + rand.N(wait/2+1)
+		t.Logger.Warn("jetstream set-up not possible yet; retrying", "asset", asset, "attempt", n, "err", err, "in", d.Round(time.Millisecond))
+		if t.OnWait != nil {
+			t.OnWait(asset, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ensure %s: %w (last error: %v)", asset, ctx.Err(), err)
+		case <-time.After(d):
+		}
+		wait = min(wait*2, t.MaxBackoff)
+	}
+}
+
+// permanent reports errors that no retry can fix.
+func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10052, // stream configuration invalid
+			10065: // subjects overlap with an existing stream
+			return true
+		}
+	}
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, jetstream.ErrInvalidBucketName) ||
+		errors.Is(err, jetstream.ErrInvalidStoreName) || errors.Is(err, jetstream.ErrHistoryTooLarge)
+}
+
+// ensureStream creates want, or updates the existing stream's differing settings.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, want)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil, err
+	}
+	return reconcile(ctx, js, want.Name, func(c *jetstream.StreamConfig) {
+		c.Description, c.Subjects, c.MaxAge, c.Duplicates = want.Description, want.Subjects, want.MaxAge, want.Duplicates
+		c.Replicas, c.AllowDirect, c.Discard, c.Retention = want.Replicas, want.AllowDirect, want.Discard, want.Retention
+	})
+}
+
+func ensureKeyValue(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return ensureBucket(ctx, js, "KV_"+want.Bucket,
+		func() (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, want) },
+		func(c *jetstream.StreamConfig) {
+			c.Description, c.MaxAge, c.Replicas = want.Description, want.TTL, want.Replicas
+			c.MaxMsgsPerSubject = int64(max(want.History, 1))
+		},
+		func() (jetstream.KeyValue, error) { return js.KeyValue(ctx, want.Bucket) })
+}
+
+func ensureObjectStore(ctx context.Context, js jetstream.JetStream, want jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	return ensureBucket(ctx, js, "OBJ_"+want.Bucket,
+		func() (jetstream.ObjectStore, error) { return js.CreateObjectStore(ctx, want) },
+		func(c *jetstream.StreamConfig) {
+			c.Description, c.MaxAge, c.Replicas = want.Description, want.TTL, want.Replicas
+		},
+		func() (jetstream.ObjectStore, error) { return js.ObjectStore(ctx, want.Bucket) })
+}
+
+// ensureBucket creates a KV or object-store bucket, or reconciles its stream and binds to it.
+func ensureBucket[B any](ctx context.Context, js jetstream.JetStream, stream string, create func() (B, error), set func(*jetstream.StreamConfig), bind func() (B, error)) (B, error) {
+	b, err := create()
+	if err == nil {
 		return b, nil
 	}
-	if h.State, err = kv(KVState, "checkpoints and mailbox leases", 0); err != nil {
+	if !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return b, err
+	}
+	if _, err := reconcile(ctx, js, stream, set); err != nil {
+		return b, err
+	}
+	return bind()
+}
+
+// reconcile reads stream name, applies set to a copy of its configuration, and updates the stream
+// only when that changed something.
+func reconcile(ctx context.Context, js jetstream.JetStream, name string, set func(*jetstream.StreamConfig)) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
 		return nil, err
 	}
-	if h.Requests, err = kv(KVRequests, "request id to state, queue and sequences", t.Retention); err != nil {
-		return nil, err
+	have := s.CachedInfo().Config
+	want := have
+	want.Subjects = slices.Clone(have.Subjects)
+	set(&want)
+	if configEqual(have, want) {
+		return s, nil
 	}
-	if h.Leases, err = kv(KVLeases, "agent leases on claimed items", t.LeaseRetention); err != nil {
-		return nil, err
-	}
-	return h, nil
+	return js.UpdateStream(ctx, want)
+}
+
+func configEqual(a, b jetstream.StreamConfig) bool {
+	return a.Description == b.Description && slices.Equal(a.Subjects, b.Subjects) && a.MaxAge == b.MaxAge &&
+		a.Duplicates == b.Duplicates && a.Replicas == b.Replicas && a.AllowDirect == b.AllowDirect &&
+		a.Discard == b.Discard && a.Retention == b.Retention && a.MaxMsgsPerSubject == b.MaxMsgsPerSubject
+}
+
+// EnsureStream sets up one stream outside the core topology (a stage's own stream) the way
+// EnsureTopology does: create first, update only differing settings, retry transient failures
+// with backoff until ctx ends. t supplies the retry settings; its sizes are not used.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, t Topology) (jetstream.Stream, error) {
+	t = t.withDefaults()
+	var s jetstream.Stream
+	err := t.retry(ctx, "stream "+cfg.Name, func(actx context.Context) (err error) {
+		s, err = ensureStream(actx, js, cfg)
+		return err
+	})
+	return s, err
+}
+
+// EnsureKeyValue is EnsureStream for a KV bucket.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, t Topology) (jetstream.KeyValue, error) {
+	t = t.withDefaults()
+	var kv jetstream.KeyValue
+	err := t.retry(ctx, "kv "+cfg.Bucket, func(actx context.Context) (err error) {
+		kv, err = ensureKeyValue(actx, js, cfg)
+		return err
+	})
+	return kv, err
 }

@@ -225,11 +225,13 @@ func (c *Client) Claim(ctx context.Context, queue, agent string) (*Claim, error)
 	return &cl, nil
 }
 
-// Done finishes a lease; folio (the SAI folio) may be empty.
-func (c *Client) Done(ctx context.Context, lease, folio string) (*LeaseResult, error) {
+// Done finishes a lease with the SAI folio, or with noFolio, the reason an sai item has none (both
+// may be empty outside the sai queue).
+func (c *Client) Done(ctx context.Context, lease, folio, noFolio string) (*LeaseResult, error) {
 	body := struct {
-		Folio string `json:"folio,omitempty"`
-	}{folio}
+		Folio         string `json:"folio,omitempty"`
+		NoFolioReason string `json:"no_folio_reason,omitempty"`
+	}{folio, noFolio}
 	return c.lease(ctx, lease, "done", body)
 }
 

@@ -7,10 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,6 +21,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/desk"
+	"github.com/ipn-cgsi/caud/channels/httpjson"
 	"github.com/ipn-cgsi/caud/channels/imap"
 	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
@@ -63,6 +63,11 @@ type App struct {
 
 	ln      net.Listener
 	httpSrv *http.Server
+	mux     *http.ServeMux
+	// started is set once every role runs; until then only /healthz, /readyz and /metrics answer.
+	started atomic.Bool
+	// instance names this process in mailbox leases; see instance.go.
+	instance *instance
 
 	cancel   context.CancelFunc
 	bg       sync.WaitGroup
@@ -71,6 +76,7 @@ type App struct {
 
 	mu       sync.Mutex
 	natsDown time.Time // when the connection was lost; zero while connected
+	waiting  Check     // what start-up is waiting for, shown by /readyz until started
 	reloads  prometheus.Counter
 
 	catalogErr   error // last refused catalog reload, for the console
@@ -82,16 +88,22 @@ func NewApp(cfg *config.Config, log *slog.Logger) *App {
 	return &App{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 }
 
-// Addr is the HTTP listener's address once started (useful with listen port 0).
+// Addr is the HTTP listener's address once it listens, which is early in Start (useful with
+// listen port 0); "" before. Safe to call while Start runs.
 func (a *App) Addr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.ln == nil {
 		return ""
 	}
 	return a.ln.Addr().String()
 }
 
-// Start brings caud up: NATS, topology, catalog, the selected roles, then HTTP. On error the caller
-// must still call Stop to release what was started.
+// Start brings caud up: the HTTP listener first (so /healthz and /readyz answer while it waits),
+// then NATS, the topology, the catalog and the selected roles. It waits for NATS and the topology
+// as long as ctx allows, retrying with backoff (several replicas may start at the same moment, and
+// a cluster may still be forming); /readyz says what it waits for. It returns once every role
+// runs. On error the caller must still call Stop to release what was started.
 func (a *App) Start(ctx context.Context) error {
 	cfg := a.cfg
 	if err := a.checkListen(); err != nil {
@@ -100,6 +112,17 @@ func (a *App) Start(ctx context.Context) error {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	inst, err := openInstance(cfg.DataDir, a.log)
+	if err != nil {
+		return err
+	}
+	a.instance = inst
+
+	a.mux = http.NewServeMux()
+	a.registerOps(a.mux)
+	if err := a.serveHTTP(); err != nil {
+		return err
+	}
 
 	conn := natsjs.ConnectOptions{
 		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password,
@@ -107,31 +130,42 @@ func (a *App) Start(ctx context.Context) error {
 		Timeout: cfg.NATS.ConnectTimeout, OnStateChange: a.natsState,
 	}
 	if cfg.NATS.IsEmbedded() {
-		ns, err := natsjs.StartEmbedded(natsjs.EmbeddedOptions{
+		a.setWaiting("starting the embedded NATS server")
+		eo := natsjs.EmbeddedOptions{
 			Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir,
 			MaxMemory: cfg.NATS.Embedded.MaxMemory, MaxStore: cfg.NATS.Embedded.MaxStore,
-		}, a.log)
+		}
+		if eo.Listen != "" && cfg.NATS.Embedded.Auth {
+			if eo.Token, err = natsjs.LoadOrCreateToken(cfg.NATS.Embedded.TokenFile); err != nil {
+				return err
+			}
+			a.log.Info("embedded nats requires a token", "token_file", cfg.NATS.Embedded.TokenFile)
+		}
+		ns, err := natsjs.StartEmbedded(eo, a.log)
 		if err != nil {
 			return err
 		}
 		a.ns = ns
-		conn.Server = ns
+		conn.Server, conn.Token = ns, eo.Token
+	} else {
+		a.setWaiting("connecting to NATS " + cfg.NATS.URL)
 	}
 	nc, err := natsjs.Connect(ctx, conn, a.log)
 	if err != nil {
 		return err
 	}
+	a.mu.Lock()
 	a.nc = nc
+	a.mu.Unlock()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
-	a.h, err = natsjs.EnsureTopology(tctx, js, natsjs.Topology{
+	a.setWaiting("creating the JetStream streams and buckets")
+	a.h, err = natsjs.EnsureTopology(ctx, js, natsjs.Topology{
 		Replicas: cfg.NATS.Replicas, DedupWindow: cfg.NATS.DedupWindow, Retention: cfg.NATS.Retention,
-		LeaseRetention: 2 * cfg.Queues.MaxLease,
+		LeaseRetention: 2 * cfg.Queues.MaxLease, Logger: a.log, OnWait: a.topologyWait,
 	})
-	tcancel()
 	if err != nil {
 		return err
 	}
@@ -147,19 +181,18 @@ func (a *App) Start(ctx context.Context) error {
 		a.goBG(func() { _ = a.catalog.Watch(runCtx) })
 	}
 
-	tctx, tcancel = context.WithTimeout(ctx, 30*time.Second)
-	a.trail, err = audit.Open(tctx, a.h.JS, audit.TrailOptions{Replicas: cfg.NATS.Replicas})
-	tcancel()
+	a.setWaiting("creating the audit trail")
+	a.trail, err = audit.Open(ctx, a.h.JS, audit.TrailOptions{Replicas: cfg.NATS.Replicas})
 	if err != nil {
 		return err
 	}
 	a.recorder = audit.NewRecorder(a.h.JS, audit.RecorderOptions{Logger: a.log.With("stage", "audit"), Registerer: a.reg})
 	a.goBG(func() { _ = a.recorder.Run(runCtx) })
 
-	mux := http.NewServeMux()
+	a.setWaiting("starting the roles")
 	auth := a.auth()
 	if cfg.HasRole(config.RoleIntake) {
-		if err := a.startIntake(runCtx, mux, auth); err != nil {
+		if err := a.startIntake(runCtx, a.mux, auth); err != nil {
 			return err
 		}
 	}
@@ -169,21 +202,27 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 	if cfg.HasRole(config.RoleQueues) {
-		if err := a.startQueues(ctx, runCtx, mux, auth); err != nil {
+		if err := a.startQueues(ctx, runCtx, a.mux, auth); err != nil {
 			return err
 		}
 	}
 	letters := deadletter.New(a.h, a.log.With("stage", "deadletter"))
-	letters.Register(mux, auth)
+	letters.Register(a.mux, auth)
 	if cfg.Console.Enabled && a.queues != nil {
-		if err := a.startConsole(ctx, runCtx, mux, letters); err != nil {
+		if err := a.startConsole(ctx, runCtx, a.mux, letters); err != nil {
 			return err
 		}
 	}
-	a.registerOps(mux)
+	a.started.Store(true)
+	a.log.Info("caud ready", "http", "http://"+a.ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir, "instance", a.instance.id)
+	return nil
+}
 
+// serveHTTP opens the listener and serves it at once. Until Start completes, everything but the
+// operations endpoints answers 503 with a Retry-After.
+func (a *App) serveHTTP() error {
 	a.httpSrv = &http.Server{
-		Handler:           mux,
+		Handler:           http.HandlerFunc(a.serve),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -191,18 +230,56 @@ func (a *App) Start(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
+	a.mu.Lock()
 	a.ln = ln
+	a.mu.Unlock()
+	srv := a.httpSrv
 	a.goBG(func() {
-		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server", "err", err)
 		}
 	})
-	a.log.Info("caud ready", "http", "http://"+ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir)
+	a.log.Info("http listening; health endpoints answer while caud starts", "http", "http://"+ln.Addr().String())
 	return nil
+}
+
+func (a *App) serve(w http.ResponseWriter, r *http.Request) {
+	if !a.started.Load() {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+		default:
+			w.Header().Set("Retry-After", "2")
+			httpjson.Fail(w, http.StatusServiceUnavailable, "caud está arrancando; intente de nuevo en unos segundos")
+			return
+		}
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// setWaiting records what start-up waits for, for /readyz.
+func (a *App) setWaiting(detail string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiting.Since == "" {
+		a.waiting.Since = time.Now().UTC().Format(time.RFC3339)
+	}
+	a.waiting.Name, a.waiting.Detail = "startup", detail
+}
+
+// topologyWait reports a failed set-up attempt, with the usual cause on a cluster: no quorum.
+func (a *App) topologyWait(asset string, err error) {
+	detail := fmt.Sprintf("waiting for JetStream to set up %s: %v", asset, err)
+	if r := a.cfg.NATS.Replicas; r > 1 {
+		a.mu.Lock()
+		url := a.nc.ConnectedUrlRedacted()
+		a.mu.Unlock()
+		detail += fmt.Sprintf("; with nats.replicas %d JetStream needs a quorum, %d of the %d NATS nodes running and routed to each other (connected to %s): check that the other nodes are up and their routes connect", r, r/2+1, r, url)
+	}
+	a.setWaiting(detail)
 }
 
 // startIntake starts the channels: desk API, webhooks, mailboxes and the memo spool, all publishing
@@ -253,14 +330,13 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 		a.health = append(a.health, h)
 		mux.Handle("/webhooks/x", h)
 	}
-	holder := holderName()
 	for _, mb := range cfg.IMAP.Mailboxes {
 		m, err := imap.New(imap.Options{
 			Name: mb.Name, Address: mb.Address, Host: mb.Host, TLS: mb.TLS,
 			Username: mb.Username, Password: mb.Password, Folder: mb.Folder,
 			ProcessedFolder: mb.ProcessedFolder, FlagOnly: mb.FlagOnly, QuarantineFolder: mb.QuarantineFolder,
 			MaxMessageBytes: mb.MaxMessageBytes, PollInterval: mb.PollInterval, Channel: mb.Channel,
-			State: a.h.State, Requests: a.h.Requests, JS: a.h.JS, Holder: holder, Units: units,
+			State: a.h.State, Requests: a.h.Requests, JS: a.h.JS, Holder: a.instance.holder, LeaseTTL: cfg.IMAP.LeaseTTL, Units: units,
 			Logger: a.log.With("channel", mb.Channel), Registerer: a.reg,
 		})
 		if err != nil {
@@ -305,6 +381,7 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.health = append(a.health, a.worker)
 	a.goBG(func() { _ = a.worker.Run(runCtx) })
 	if cfg.Notify.Enabled {
 		n, err := notify.New(ctx, notify.Options{
@@ -339,7 +416,7 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 }
 
 // startQueues creates the agents' work queues and registers their API, with the requests' history,
-// search and archived originals.
+// search and archived originals; it renews the leases agents extended.
 func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
 	cfg := a.cfg
 	var err error
@@ -352,6 +429,7 @@ func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth 
 		return err
 	}
 	a.queues.Register(mux, auth)
+	a.goBG(func() { _ = a.queues.Run(runCtx) })
 	a.trail.Register(mux, auth, a.log.With("stage", "audit"))
 	a.search = search.New(a.h, search.Options{Logger: a.log.With("stage", "search"), Registerer: a.reg})
 	a.goBG(func() { _ = a.search.Run(runCtx) })
@@ -385,10 +463,16 @@ func (a *App) checkListen() error {
 	return nil
 }
 
-func (a *App) natsState(state string, _ error) {
+func (a *App) natsState(state string, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch state {
+	case "connect failed":
+		a.waiting.Name = "startup"
+		a.waiting.Detail = fmt.Sprintf("connecting to NATS %s: %v", a.cfg.NATS.URL, err)
+		if a.waiting.Since == "" {
+			a.waiting.Since = time.Now().UTC().Format(time.RFC3339)
+		}
 	case "disconnected", "closed":
 		if a.natsDown.IsZero() {
 			a.natsDown = time.Now()
@@ -458,16 +542,8 @@ func (a *App) stop(ctx context.Context) error {
 			errs = append(errs, errors.New("embedded nats did not shut down in time"))
 		}
 	}
+	a.instance.close()
 	return errors.Join(errs...)
-}
-
-// holderName identifies this process in mailbox leases: host and pid.
-func holderName() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "caud"
-	}
-	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
 // enabled turns a config list into an on/off map over every known name (unlisted names are off).

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/ipn-cgsi/caud/config"
 )
@@ -166,8 +171,8 @@ func TestPhoneRequestsLandInTheirQueues(t *testing.T) {
 	if code, _ := call(t, "POST", base+"/api/v1/queues/sai/claim", ""); code != 204 {
 		t.Fatalf("empty queue claim: %d", code)
 	}
-	if code, _ := call(t, "POST", base+"/api/v1/leases/"+claim.Lease+"/done", ""); code != 410 {
-		t.Fatalf("finished lease: %d", code)
+	if code, b := call(t, "POST", base+"/api/v1/leases/"+claim.Lease+"/done", `{"folio":"SAI-2025-000042"}`); code != 409 || !bytes.Contains(b, []byte("ya se terminó")) {
+		t.Fatalf("finished lease: %d %s", code, b)
 	}
 }
 
@@ -214,8 +219,9 @@ func TestHTTPSurfaceErrors(t *testing.T) {
 		{"POST", "/api/v1/requests", `{"channel":"phone","description":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "excede"},
 		{"POST", "/api/v1/requests", `{"channel":"phone","unit":"ESCON","description":"x"}`, 400, "ESCOM"},
 		{"POST", "/api/v1/queues/otra/claim", ``, 404, "cola desconocida"},
-		{"POST", "/api/v1/leases/nope/done", ``, 410, "venció"},
-		{"POST", "/api/v1/leases/nope/reroute", `{"outcome":"sai"}`, 410, "venció"},
+		{"POST", "/api/v1/leases/nope/done", ``, 400, "no es un identificador de asignación"},
+		{"POST", "/api/v1/leases/nope/reroute", `{"outcome":"sai"}`, 400, "no es un identificador de asignación"},
+		{"POST", "/api/v1/leases/01JD0000000000000000000000/release", ``, 404, "No existe una asignación"},
 		{"GET", "/api/v1/requests/01JD0000000000000000000000", ``, 404, "no existe"},
 		{"GET", "/api/v1/requests/../../etc", ``, 404, ""},
 		{"GET", "/healthz", ``, 200, "ok"},
@@ -314,3 +320,41 @@ func TestMetricsAndQueuesAgreeUnderTraffic(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The embedded server's client port wants the token caud keeps, private, in the data dir.
+func TestEmbeddedNATSRequiresTheToken(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("CAU_NATS_EMBEDDED_LISTEN", "127.0.0.1:0")
+	cfg, err := config.Load([]string{"--data-dir", dir, "--http-listen", "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewApp(cfg, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	defer func() { _ = app.Stop(ctx) }()
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	url := app.ns.ClientURL()
+	if _, err := nats.Connect(url); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("connect without a token: %v, want an authorization violation", err)
+	}
+	if _, err := nats.Connect(url, nats.Token("guess")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("connect with a wrong token: %v, want an authorization violation", err)
+	}
+	path := filepath.Join(dir, "nats.token")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %s, want 0600", fi.Mode().Perm())
+	}
+	token, _ := os.ReadFile(path)
+	nc, err := nats.Connect(url, nats.Token(strings.TrimSpace(string(token))))
+	if err != nil {
+		t.Fatalf("connect with the token: %v", err)
+	}
+	nc.Close()
+}

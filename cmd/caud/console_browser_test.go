@@ -555,10 +555,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	if code, body := call(t, "POST", base+"/api/v1/leases/"+cl.Lease+"/release", `{}`); code != http.StatusOK {
 		t.Fatalf("release: %d %s", code, body)
 	}
-	b.step("asignacion-vencida",
+	// (released meanwhile, as from another window or by cauctl)
+	b.step("asignacion-cerrada",
 		chromedp.SendKeys(chromedp.ID("folio"), "SAI-1"),
 		chromedp.Click(chromedp.ID("terminar")),
-		textHas("#error", "La asignación venció"),
+		textHas("#error", "Esta asignación ya se cerró"),
 	)
 
 	// An agent cannot open the supervisor page.

@@ -141,7 +141,11 @@ func TestKill9WhileSubmittingLosesAndDoublesNothing(t *testing.T) {
 	t.Logf("load done at %s", time.Now().Format(time.StampMilli))
 	t.Logf("%d requests accepted, %d failed calls during the crashes", len(accepted), failures.Load())
 
-	nc, err := nats.Connect("nats://" + d.natsAddr)
+	token, err := os.ReadFile(filepath.Join(d.dir, "data", "nats.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+d.natsAddr, nats.Token(strings.TrimSpace(string(token))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,13 @@ func run(args []string, stderr io.Writer) int {
 
 	app := NewApp(cfg, log)
 	if err := app.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before start-up completed", "waiting_for", err)
+			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			_ = app.Stop(sctx)
+			return 0
+		}
 		log.Error("start failed", "err", err)
 		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()

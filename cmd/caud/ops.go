@@ -73,19 +73,27 @@ func (a *App) registerOps(mux *http.ServeMux) {
 
 func (a *App) readiness(ctx context.Context) []Check {
 	var checks []Check
-	nc := Check{Name: "nats", OK: a.nc != nil && a.nc.Status() == nats.CONNECTED}
-	if a.nc != nil {
-		nc.Detail = strings.ToLower(a.nc.Status().String())
-		if u := a.nc.ConnectedUrlRedacted(); u != "" {
+	a.mu.Lock()
+	conn, waiting, down := a.nc, a.waiting, a.natsDown
+	a.mu.Unlock()
+	nc := Check{Name: "nats", OK: conn != nil && conn.Status() == nats.CONNECTED}
+	if conn != nil {
+		nc.Detail = strings.ToLower(conn.Status().String())
+		if u := conn.ConnectedUrlRedacted(); u != "" {
 			nc.Detail += " " + u
 		}
+	} else {
+		nc.Detail = "not connected yet"
 	}
-	a.mu.Lock()
-	if !a.natsDown.IsZero() {
-		nc.Since = a.natsDown.UTC().Format(time.RFC3339)
+	if !down.IsZero() {
+		nc.Since = down.UTC().Format(time.RFC3339)
 	}
-	a.mu.Unlock()
 	checks = append(checks, nc)
+	if !a.started.Load() {
+		// The rest is not wired yet; say what start-up waits for.
+		waiting.Name, waiting.OK = "startup", false
+		return append(checks, waiting)
+	}
 	for _, name := range []string{natsjs.StreamInbound, natsjs.StreamTriaged, natsjs.StreamDLQ} {
 		c := Check{Name: "stream " + name, OK: true}
 		if a.h == nil {

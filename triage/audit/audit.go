@@ -25,6 +25,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
+
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // Names of the audit topology (a contract, like natsjs's names).
@@ -156,7 +158,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o TrailOptions) (*Trail, 
 	if o.DedupWindow == 0 {
 		o.DedupWindow = time.Hour
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := natsjs.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "who did what to each request, and when",
 		Subjects:    []string{SubjectPrefix + "*"},
@@ -167,7 +169,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o TrailOptions) (*Trail, 
 		Replicas:    o.Replicas,
 		AllowDirect: true,
 		Discard:     jetstream.DiscardOld,
-	})
+	}, natsjs.Topology{})
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", Stream, err)
 	}

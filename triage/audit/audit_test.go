@@ -142,7 +142,7 @@ func TestHistoryOfOneRequest(t *testing.T) {
 		return err == nil && c2 != nil
 	})
 	// The console names the signed-in user through the context.
-	if err := q.Done(audit.WithActor(ctx, "Beto Ruiz"), c2.Lease, "SAI-2025-0042"); err != nil {
+	if err := q.Done(audit.WithActor(ctx, "Beto Ruiz"), c2.Lease, "SAI-2025-0042", ""); err != nil {
 		t.Fatal(err)
 	}
 

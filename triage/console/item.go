@@ -27,10 +27,11 @@ type itemView struct {
 	Reason   string
 	Original *originalInfo
 	// Form state after a refused action.
-	Fields map[string]string
-	Folio2 string
-	Ticked map[string]bool
-	Re     queue.Reroute
+	Fields  map[string]string
+	Folio2  string
+	NoFolio string
+	Ticked  map[string]bool
+	Re      queue.Reroute
 	// Catalog choices for reroute.
 	Services []triage.Service
 	Targets  []triage.Orientation
@@ -107,8 +108,8 @@ func (c *Console) leased(w http.ResponseWriter, r *http.Request, s *req) (*itemV
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
 	l, err := c.o.Queues.Lease(ctx, r.PathValue("lease"))
-	if errors.Is(err, queue.ErrLeaseGone) {
-		c.staleLease(w, r, s)
+	if isLeaseError(err) {
+		c.staleLease(w, r, s, err)
 		return nil, false
 	}
 	if err != nil {
@@ -131,8 +132,24 @@ func (c *Console) leased(w http.ResponseWriter, r *http.Request, s *req) (*itemV
 	return iv, true
 }
 
-func (c *Console) staleLease(w http.ResponseWriter, r *http.Request, s *req) {
-	c.render(w, r, s, http.StatusGone, "error", page{Title: "Asignación vencida", Error: notices["vencida"]})
+// isLeaseError reports the errors of a lease that can no longer be acted on.
+func isLeaseError(err error) bool {
+	var le *queue.LeaseError
+	return errors.As(err, &le) && !errors.Is(err, queue.ErrFolioRequired) && !errors.Is(err, queue.ErrLeaseTooLong)
+}
+
+// staleLease explains, in the agent's words, why a lease cannot be acted on any more.
+func (c *Console) staleLease(w http.ResponseWriter, r *http.Request, s *req, err error) {
+	status, title, msg := http.StatusGone, "Asignación vencida", notices["vencida"]
+	switch {
+	case errors.Is(err, queue.ErrLeaseFinished):
+		status, title = http.StatusConflict, "Asignación cerrada"
+		msg = "Esta asignación ya se cerró (terminada, liberada o reencauzada), quizá desde otra ventana. Tome el siguiente desde el tablero."
+	case errors.Is(err, queue.ErrLeaseUnknown), errors.Is(err, queue.ErrLeaseMalformed):
+		status, title = http.StatusNotFound, "Asignación desconocida"
+		msg = "No existe esa asignación. Tome un elemento desde el tablero."
+	}
+	c.render(w, r, s, status, "error", page{Title: title, Error: msg})
 }
 
 func (c *Console) showItem(w http.ResponseWriter, r *http.Request, s *req, status int, iv *itemView, errMsg string) {
@@ -160,15 +177,16 @@ func (c *Console) done(w http.ResponseWriter, r *http.Request, s *req) {
 		return
 	}
 	folio := strings.TrimSpace(r.PostFormValue("folio"))
-	iv.Folio2 = folio
+	noFolio := strings.TrimSpace(r.PostFormValue("sin_folio"))
+	iv.Folio2, iv.NoFolio = folio, noFolio
 	iv.Ticked = map[string]bool{}
 	for _, t := range r.PostForm["prueba"] {
 		iv.Ticked[t] = true
 	}
 	iv.Fields = map[string]string{}
 	switch {
-	case folio == "" && iv.Triage != nil && iv.Triage.Outcome == triage.OutcomeSAI:
-		iv.Fields["folio"] = "Escriba el folio con que registró la solicitud en el SAI; es obligatorio en la cola SAI."
+	case folio == "" && noFolio == "" && iv.Lease.Queue == triage.OutcomeSAI:
+		iv.Fields["folio"] = "Escriba el folio con que registró la solicitud en el SAI; es obligatorio en la cola SAI (o explique abajo por qué no lo hay)."
 	case utf8.RuneCountInString(folio) > maxFolio || strings.ContainsFunc(folio, func(r rune) bool { return r < 0x20 }):
 		iv.Fields["folio"] = fmt.Sprintf("El folio debe ser texto de hasta %d caracteres.", maxFolio)
 	}
@@ -178,7 +196,12 @@ func (c *Console) done(w http.ResponseWriter, r *http.Request, s *req) {
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
-	if err := c.o.Queues.Done(ctx, iv.Lease.ID, folio); err != nil {
+	if utf8.RuneCountInString(noFolio) > maxNote {
+		iv.Fields["sin_folio"] = fmt.Sprintf("El motivo excede %d caracteres.", maxNote)
+		c.showItem(w, r, s, http.StatusBadRequest, iv, "")
+		return
+	}
+	if err := c.o.Queues.Done(ctx, iv.Lease.ID, folio, noFolio); err != nil {
 		c.leaseActionError(w, r, s, iv, "done", err)
 		return
 	}
@@ -190,8 +213,11 @@ func (c *Console) done(w http.ResponseWriter, r *http.Request, s *req) {
 // refused correction its reason next to the form.
 func (c *Console) leaseActionError(w http.ResponseWriter, r *http.Request, s *req, iv *itemView, op string, err error) {
 	switch {
-	case errors.Is(err, queue.ErrLeaseGone):
-		c.staleLease(w, r, s)
+	case errors.Is(err, queue.ErrFolioRequired):
+		iv.Fields = map[string]string{"folio": "Escriba el folio SAI, o explique abajo por qué no lo hay."}
+		c.showItem(w, r, s, http.StatusBadRequest, iv, "")
+	case isLeaseError(err):
+		c.staleLease(w, r, s, err)
 	case errors.Is(err, queue.ErrLeaseTooLong):
 		c.showItem(w, r, s, http.StatusConflict, iv, "La asignación ya alcanzó su duración máxima; termínela o libérela.")
 	case errors.Is(err, queue.ErrBadReroute):
@@ -225,7 +251,7 @@ func (c *Console) release(w http.ResponseWriter, r *http.Request, s *req) {
 
 func (c *Console) extend(w http.ResponseWriter, r *http.Request, s *req) {
 	c.leaseAction(w, r, s, "extend", func(ctx context.Context, id string) error {
-		_, err := c.o.Queues.Extend(ctx, id)
+		_, err := c.o.Queues.Extend(ctx, id, 0)
 		return err
 	}, func(iv *itemView) string { return "/atencion/" + iv.Lease.ID + "?aviso=extendida" })
 }

@@ -264,14 +264,14 @@ func New(ctx context.Context, o Options) (*Notifier, error) {
 	if n.outbox, err = EnsureStream(ctx, o.JS, o.Replicas, o.Retention); err != nil {
 		return nil, err
 	}
-	if n.kv, err = o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if n.kv, err = natsjs.EnsureKeyValue(ctx, o.JS, jetstream.KeyValueConfig{
 		Bucket:      KVNotify,
 		Description: "notices sent and planned, per-sender daily counters",
 		History:     1,
 		TTL:         o.Retention + o.MaxAge + DedupWindow,
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
-	}); err != nil {
+	}, natsjs.Topology{}); err != nil {
 		return nil, fmt.Errorf("ensure kv %s: %w", KVNotify, err)
 	}
 	if n.plan, err = durable(ctx, o.Triaged, jetstream.ConsumerConfig{
@@ -366,7 +366,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, ret
 	if retention == 0 {
 		retention = 7 * 24 * time.Hour
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := natsjs.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamNotify,
 		Description: "outbox of notices to requesters",
 		Subjects:    []string{SubjectNotifyPrefix + ">"},
@@ -376,7 +376,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, ret
 		Duplicates:  DedupWindow,
 		Replicas:    replicas,
 		Discard:     jetstream.DiscardOld,
-	})
+	}, natsjs.Topology{})
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", StreamNotify, err)
 	}

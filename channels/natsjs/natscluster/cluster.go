@@ -1,0 +1,252 @@
+// Package natscluster runs a JetStream cluster of nats-server nodes on loopback for tests and load
+// tools: in-process servers on free ports, one store directory per node, and the same security as
+// the compose cluster (caud's user in account CAU, a system account, credentials on the routes).
+// It writes each node's configuration file too, so a tool can run the same cluster as separate
+// nats-server processes instead.
+package natscluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options sizes the cluster. Zero values are documented defaults.
+type Options struct {
+	// Dir holds each node's configuration file and store (required).
+	Dir string
+	// Nodes is the cluster size; 0 means 3.
+	Nodes int
+	// MaxStore and MaxMemory bound each node's JetStream; 0 means 1 GiB and 64 MiB.
+	MaxStore, MaxMemory int64
+	// ReadyTimeout bounds the wait for a JetStream meta leader; 0 means 30 s.
+	ReadyTimeout time.Duration
+}
+
+// Cluster is a running set of nodes. Its methods are safe for concurrent use.
+type Cluster struct {
+	o Options
+	// User and Password are caud's credentials (account CAU, JetStream enabled).
+	User, Password string
+
+	clientPorts, routePorts []int
+	sysPassword, routePass  string
+
+	mu    sync.Mutex
+	nodes []*server.Server // nil while a node is down
+}
+
+// Start writes the configuration of every node, starts them in this process and waits until
+// JetStream answers (a meta leader is elected).
+func Start(o Options) (*Cluster, error) {
+	if o.Dir == "" {
+		return nil, errors.New("natscluster: dir is empty")
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.MaxStore == 0 {
+		o.MaxStore = 1 << 30
+	}
+	if o.MaxMemory == 0 {
+		o.MaxMemory = 64 << 20
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	c := &Cluster{o: o, User: "caud", Password: secret(), sysPassword: secret(), routePass: secret(), nodes: make([]*server.Server, o.Nodes)}
+	ports, err := freePorts(2 * o.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	c.clientPorts, c.routePorts = ports[:o.Nodes], ports[o.Nodes:]
+	for i := range o.Nodes {
+		if err := os.WriteFile(c.ConfigFile(i), []byte(c.config(i)), 0o600); err != nil {
+			return nil, fmt.Errorf("natscluster: %w", err)
+		}
+	}
+	for i := range o.Nodes {
+		if err := c.Restart(i); err != nil {
+			c.Shutdown()
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.ReadyTimeout)
+	defer cancel()
+	if err := c.WaitJetStream(ctx); err != nil {
+		c.Shutdown()
+		return nil, err
+	}
+	return c, nil
+}
+
+// URLs are the client URLs of every node, running or not (ports stay fixed across restarts).
+func (c *Cluster) URLs() []string {
+	out := make([]string, len(c.clientPorts))
+	for i, p := range c.clientPorts {
+		out[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
+	}
+	return out
+}
+
+// URL is URLs joined with commas, as nats.url takes them.
+func (c *Cluster) URL() string { return strings.Join(c.URLs(), ",") }
+
+// ConfigFile is node i's nats-server configuration file.
+func (c *Cluster) ConfigFile(i int) string {
+	return filepath.Join(c.o.Dir, fmt.Sprintf("n%d.conf", i+1))
+}
+
+// Connect opens a client connection to the cluster as caud's user.
+func (c *Cluster) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.UserInfo(c.User, c.Password), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)
+	return nats.Connect(c.URL(), opts...)
+}
+
+// WaitJetStream waits until the cluster's JetStream answers an account-info request.
+func (c *Cluster) WaitJetStream(ctx context.Context) error {
+	nc, err := c.Connect(nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return fmt.Errorf("natscluster: connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natscluster: jetstream not ready: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Node is node i's server, nil while it is down.
+func (c *Cluster) Node(i int) *server.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// Stop shuts node i down (its raft leaderships are handed over first, as nats-server does on
+// SIGTERM). It is a no-op for a node already down.
+func (c *Cluster) Stop(i int) {
+	c.mu.Lock()
+	s := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+// Restart starts node i again from its configuration and store; a no-op when it is running.
+func (c *Cluster) Restart(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodes[i] != nil {
+		return nil
+	}
+	opts, err := server.ProcessConfigFile(c.ConfigFile(i))
+	if err != nil {
+		return fmt.Errorf("natscluster: node %d config: %w", i+1, err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("natscluster: node %d: %w", i+1, err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return fmt.Errorf("natscluster: node %d not ready (port %d or %d taken?)", i+1, c.clientPorts[i], c.routePorts[i])
+	}
+	c.nodes[i] = s
+	return nil
+}
+
+// Shutdown stops every node.
+func (c *Cluster) Shutdown() {
+	for i := range c.nodes {
+		c.Stop(i)
+	}
+}
+
+// config is node i's configuration in nats-server syntax, shaped like config/compose/nats.conf.
+func (c *Cluster) config(i int) string {
+	var routes []string
+	for j, p := range c.routePorts {
+		if j != i {
+			routes = append(routes, fmt.Sprintf("%q", fmt.Sprintf("nats-route://route:%s@127.0.0.1:%d", c.routePass, p)))
+		}
+	}
+	return fmt.Sprintf(`server_name: "n%d"
+listen: "127.0.0.1:%d"
+max_payload: 8MB
+jetstream {
+  store_dir: %q
+  max_memory_store: %d
+  max_file_store: %d
+}
+accounts {
+  CAU: { jetstream: enabled, users: [ { user: %q, password: %q } ] }
+  SYS: { users: [ { user: "sys", password: %q } ] }
+}
+system_account: SYS
+cluster {
+  name: "cau"
+  listen: "127.0.0.1:%d"
+  authorization { user: "route", password: %q }
+  routes: [ %s ]
+}
+`, i+1, c.clientPorts[i], filepath.Join(c.o.Dir, fmt.Sprintf("n%d", i+1)), c.o.MaxMemory, c.o.MaxStore,
+		c.User, c.Password, c.sysPassword, c.routePorts[i], c.routePass, strings.Join(routes, ", "))
+}
+
+func secret() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freePorts asks the kernel for n free loopback ports. They are released before the servers bind
+// them, a window small enough on loopback.
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("natscluster: free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

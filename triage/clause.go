@@ -1,0 +1,466 @@
+package triage
+
+import (
+	"strings"
+)
+
+// Clause-level reading. A request is split into clauses; each clause is classified from Spanish
+// knowledge that belongs to the engine, not to a catalog: whether it states a malfunction, asks for
+// something, asks whether a message is genuine, asks for the status of an earlier request, or says
+// that something works. The clause's role sets the weight of its words: the main ask decides, a
+// mention that only sets the scene weighs little, and a thing said to work almost nothing.
+
+// Clause roles.
+const (
+	roleContext  = iota // sets the scene: no ask, no fault
+	roleMain            // states a fault or asks for something
+	roleWorks           // says that something works ("funciona bien", "ya quedó")
+	roleReported        // the content of a suspicious message whose genuineness is asked about
+	roleQuoted          // quoted or forwarded history
+	roleMeta            // about the contact itself: "se cortó la llamada", "no dio su extensión"
+)
+
+// Clause weights: how much the words of a clause of each role count.
+const (
+	weightMain     = 1.0
+	weightContext  = 0.5
+	weightWorks    = 0.12
+	weightReported = 0.3
+	weightQuoted   = 0.3
+	weightMeta     = 0.1
+	// weightFocus is for a clause introduced by "el problema es", "lo que necesito es", ...
+	weightFocus = 1.3
+)
+
+// clauseInfo is what the engine learned about one clause.
+type clauseInfo struct {
+	text     string // as written, trimmed, for explanations
+	role     int
+	weight   float64
+	falla    float64 // strength of a malfunction statement
+	serv     float64 // strength of a request, a question or a verification
+	verify   bool    // "¿es real?", "¿es de ustedes?"
+	status   bool    // status of an earlier request ("¿cómo va mi folio?")
+	question bool
+	focus    bool
+	cue      string // the cue that set falla or serv, for explanations
+	subject  bool
+	report   bool // relays a received message ("me llegó un correo que dice ...")
+	bare     bool // its request signal is only a question or an ask verb
+	offer    int  // markers of a commercial offer ("somos una empresa", "precios especiales")
+}
+
+// Word classes of the built-in Spanish knowledge, on folded words. A trailing '*' matches a prefix.
+var (
+	negators = wordSet(`no ni nunca tampoco sin`)
+	// Clitics, auxiliaries and fillers that may sit between a negation and its verb ("no me deja",
+	// "no lo puedo abrir", "no se puede conectar").
+	fillers = wordSet(`me te se le les lo la nos mi su puedo puede pueden podemos pudo pude logro logra
+		he ha han hemos habia quiere quieren quiso esta estan estaba sale salen da dan ya mas nada bien`)
+	// Verbs of working: negated, they state a fault.
+	workVerbs = wordSet(`funcion* sirv* sirve jala* anda andan abre abren abri* carg* enciend* prend* arranc*
+		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
+		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
+		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
+		lee detecta* jal* cargan`)
+	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
+	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
+		wifi luz video respuesta corriente`)
+	lackVerbs = wordSet(`hay tengo tenemos tiene tienen tenia da dan`)
+	// Words that state a malfunction by themselves, with their strength.
+	faultWords = weightedSet(map[string]float64{
+		"error*": 3, "falla*": 2.5, "fallo": 2.5, "fallan": 2.5, "caid*": 2.5, "cayo": 3, "cae": 2,
+		"lent*": 2, "lentitud": 2, "traba*": 2.5, "trabad*": 2.5, "congel*": 2.5, "bloque*": 2.5,
+		"expir*": 2.5, "vencid*": 2, "vencio": 2.5, "caduc*": 2.5, "rebot*": 3, "virus": 2.5,
+		"infect*": 2.5, "malware": 2.5, "troyano": 2.5, "ransomware": 3, "dañad*": 2.5, "danad*": 2.5,
+		"roto": 2, "rota": 2, "rompio": 2.5, "descompuest*": 3, "intermitent*": 2.5, "desconect*": 2,
+		"reinici*": 1.5, "apaga": 1.5, "atasc*": 2.5, "atora*": 2, "atorad*": 2, "parpade*": 2,
+		"incorrect*": 2, "invalid*": 2, "denegad*": 2.5, "forbidden": 3, "unavailable": 3, "timeout": 2.5,
+		"pantallazo": 2.5, "rechaz*": 2.5, "arrugad*": 2, "mancha*": 2, "fatal": 2.5, "pesim*": 2.5,
+		"horrible": 2, "inestable": 2.5, "parpadea": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
+		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
+		"desaparec*": 2, "tarda": 1.5, "tardan": 1.5, "fuga": 1, "gotea": 1, "mal": 1, "raro": 1,
+		"403": 2, "404": 2, "500": 2, "502": 2, "503": 2,
+	})
+	// Verbs of asking, in the present or the conditional (a past "pedí" or "solicité" tells history).
+	askVerbs = wordSet(`solicito solicitamos solicita solicitan requiero requerimos requiere requieren necesito
+		necesitamos necesita necesitan ocupo ocupamos ocupa quiero quisiera queremos quisieramos pido pedimos
+		pide piden podrian podria pueden puedes podes podrias puede agradeceria agradeceriamos gustaria
+		favor apoyen apoyo ayuden ayudan ayudas ayuda urge deseo deseamos`)
+	// Objects and verbs of something new, changed or given: a request for service.
+	newWords = weightedSet(map[string]float64{
+		"alta": 2.5, "crear": 2.5, "creacion": 2.5, "cree": 2, "creen": 2, "nuevo": 2, "nueva": 2,
+		"nuevos": 2, "nuevas": 2, "instalar": 2.5, "instalacion": 2.5, "instalen": 2.5, "instalaran": 2.5,
+		"instalarme": 2.5, "instalarlo": 2.5, "instalarla": 2.5, "instalaciones": 2,
+		"configurar": 1.5, "configuracion": 1.5, "configuren": 1.5, "configurarme": 1.5, "reserv*": 3, "public*": 2.5,
+		"habilit*": 2.5, "asignar": 2.5, "asigne": 2.5, "asignen": 2.5, "asignacion": 2.5, "cambio": 2,
+		"cambiar": 2, "cambien": 2, "cambiarme": 2, "cambiarlo": 2, "traslado": 2.5, "trasladar": 2.5,
+		"trasladen": 2.5, "mover": 2, "reubicar": 2, "reubicacion": 2,
+		"registrar": 1.5, "descargo": 2.5, "descargar": 2, "permiso*": 2, "licencia": 1, "apertura": 2.5,
+		"restablecer": 2.5, "restablecimiento": 2.5, "restablezcan": 2.5, "reset": 2.5, "resetear": 2.5,
+		"olvide": 2.5, "olvido": 2.5, "olvidaron": 2, "transmit*": 2.5,
+		"transmision": 2.5, "liga": 1.5, "enlace": 1.5, "baja": 2, "prestamo": 2, "requisitos": 2.5,
+		"informacion": 2, "informes": 2, "cotiz*": 2, "ampli*": 1.5, "agend*": 2.5, "inscrib*": 2,
+		"otorg*": 2.5, "proporcion*": 1.5, "dar": 1.5, "den": 1.5, "incluy*": 1.5, "agreg*": 2,
+		"renov*": 1, "actualizacion": 1, "capacitacion": 2, "curso*": 2, "asesoria": 2.5, "dictamen": 2.5,
+		"visita": 2, "subdominio": 1.5, "obtengo": 2.5, "obtener": 2, "tramito": 2, "saco": 2,
+	})
+	// Question words that open a question about how, where or when (a request for information).
+	questionWords = wordSet(`como donde cuando cual cuales quien quienes cuanto cuanta cuantos que hay existe
+		tienen ofrecen dan puedo podemos debo`)
+	// Verification questions: the ask is whether a message or a caller is genuine.
+	verifyPairs = [][2]string{{"es", "real"}, {"es", "legitimo"}, {"es", "legitima"}, {"es", "verdad"},
+		{"es", "oficial"}, {"es", "cierto"}, {"es", "fraude"}, {"es", "seguro"}, {"es", "confiable"},
+		{"es", "phishing"}, {"es", "spam"}, {"es", "engano"}, {"es", "estafa"}, {"de", "ustedes"},
+		{"sera", "real"}, {"ustedes", "enviaron"}, {"ustedes", "mandaron"}, {"es", "suyo"}, {"es", "verdadero"},
+		{"es", "autentico"}, {"es", "valido"}}
+	// Status of an earlier request: a reference and a question about where it stands.
+	statusRefs  = wordSet(`folio* ticket* reporte* solicitud* caso peticion tramite seguimiento pedido`)
+	statusWords = wordSet(`estatus status estado va avance seguimiento quedo paso atendieron atendio resolvieron
+		resolvio revisaron reviso respuesta respondieron contestaron pendiente proceso cuando vieron checaron
+		atienden`)
+	// Clause openers that put the main ask after them.
+	focusPairs = [][2]string{{"problema", "es"}, {"falla", "es"}, {"detalle", "es"}, {"pasa", "es"},
+		{"necesito", "es"}, {"duda", "es"}, {"pregunta", "es"}, {"quiero", "saber"}, {"quisiera", "saber"},
+		{"queria", "saber"}, {"solicitud", "es"}}
+	// Said to work: "funciona bien", "sí funciona", "ya quedó".
+	worksAfter  = wordSet(`bien correctamente normal normalmente perfecto perfectamente`)
+	worksBefore = wordSet(`si ya`)
+	worksVerbs  = wordSet(`funciona* sirve* jala anda andan conecta* entra carga* abre imprime* prende* enciende*
+		quedo quedaron resolvi* solucion* esta estan llega llegan`)
+	// Reporting a received message: "me llegó un correo que dice ...".
+	reportNouns = wordSet(`correo mensaje mail email whatsapp sms llamada liga link enlace notificacion aviso`)
+	reportVerbs = wordSet(`llego llegaron llega recibi recibimos dice decia pide pedia piden`)
+)
+
+// wordSet builds a matcher from space-separated folded words; "x*" matches every word starting with x.
+func wordSet(s string) *matcher {
+	m := &matcher{exact: map[string]float64{}}
+	for _, w := range strings.Fields(s) {
+		m.add(w, 1)
+	}
+	return m
+}
+
+func weightedSet(ws map[string]float64) *matcher {
+	m := &matcher{exact: map[string]float64{}}
+	for w, v := range ws {
+		m.add(w, v)
+	}
+	return m
+}
+
+type matcher struct {
+	exact    map[string]float64
+	prefixes []string
+	pweights []float64
+}
+
+func (m *matcher) add(w string, v float64) {
+	if p, ok := strings.CutSuffix(w, "*"); ok {
+		m.prefixes = append(m.prefixes, p)
+		m.pweights = append(m.pweights, v)
+		return
+	}
+	m.exact[w] = v
+}
+
+// get returns the weight of w (0 when w is not in the set).
+func (m *matcher) get(w string) float64 {
+	if v, ok := m.exact[w]; ok {
+		return v
+	}
+	for i, p := range m.prefixes {
+		if strings.HasPrefix(w, p) {
+			return m.pweights[i]
+		}
+	}
+	return 0
+}
+
+func (m *matcher) has(w string) bool { return m.get(w) > 0 }
+
+// splitClauses cuts text into clauses at sentence punctuation, line breaks, colons and the
+// adversative "pero" / "sin embargo", which often turn from context to the actual ask.
+func splitClauses(text string, out []string) []string {
+	start := 0
+	cut := func(end int) {
+		if t := strings.TrimSpace(text[start:end]); t != "" {
+			out = append(out, t)
+		}
+	}
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; c {
+		case '.', '!', ';', '\n', ':', '?':
+			// Keep decimals and dotted names ("148.204.10.25", "outlook.office.com") together.
+			if c == '.' && i+1 < len(text) && text[i+1] != ' ' && text[i+1] != '\n' && text[i+1] != '\r' {
+				continue
+			}
+			if c == ':' && i+1 < len(text) && text[i+1] == '/' {
+				continue
+			}
+			cut(i + 1)
+			start = i + 1
+		case ',':
+			// "..., pero ..." and "..., sin embargo ..." start a new clause.
+			rest := text[i+1:]
+			if hasWordPrefix(rest, "pero") || hasWordPrefix(rest, "sin embargo") || hasWordPrefix(rest, "aunque") ||
+				hasWordPrefix(rest, "el problema") || hasWordPrefix(rest, "lo que") {
+				cut(i + 1)
+				start = i + 1
+			}
+		}
+	}
+	cut(len(text))
+	return out
+}
+
+func hasWordPrefix(s, w string) bool {
+	s = strings.TrimLeft(s, " \t")
+	if len(s) < len(w) || !strings.EqualFold(s[:len(w)], w) {
+		return false
+	}
+	return len(s) == len(w) || !isWordRune(rune(s[len(w)]))
+}
+
+// classify reads one clause (its folded words ws) and fills the cue fields of ci.
+func classify(ci *clauseInfo, ws []string) {
+	ci.question = strings.HasSuffix(ci.text, "?") || strings.Contains(ci.text, "¿")
+	best := func(v float64, cue string, serv bool) {
+		if serv {
+			if v > ci.serv {
+				ci.serv, ci.cue = v, cue
+			}
+		} else if v > ci.falla {
+			ci.falla = v
+			if ci.falla >= ci.serv {
+				ci.cue = cue
+			}
+		}
+	}
+	ask := false
+	for i, w := range ws {
+		next := ""
+		if i+1 < len(ws) {
+			next = ws[i+1]
+		}
+		// Negated working verb, or a lacked noun: a fault.
+		if negators.has(w) {
+			for j := i + 1; j < len(ws) && j <= i+4; j++ {
+				x := ws[j]
+				if workVerbs.has(x) {
+					best(3, w+" "+x, false)
+					break
+				}
+				if lackVerbs.has(x) {
+					continue
+				}
+				if w == "sin" || j > i+1 && lackVerbs.has(ws[j-1]) {
+					if lackNouns.has(x) {
+						best(2.5, w+" "+x, false)
+						break
+					}
+				}
+				if !fillers.has(x) {
+					break
+				}
+			}
+		}
+		if (w == "dejo" || w == "deja") && next == "de" {
+			best(3, w+" de", false)
+		}
+		if w == "sigue" && (next == "sin" || next == "igual" || next == "fallando") {
+			best(2.5, w+" "+next, false)
+		}
+		if v := faultWords.get(w); v > 0 {
+			// "sin error" and "no hay error" deny the fault.
+			if i > 0 && negators.has(ws[i-1]) {
+				continue
+			}
+			best(v, w, false)
+		}
+		if askVerbs.has(w) {
+			ask = true
+		}
+		if v := newWords.get(w); v > 0 {
+			// "no ha cambiado", "ya lo reinstalé": a denial or a step already tried, not an ask.
+			if before(ws, i, 2, func(x string) bool { return x == "ya" || negators.has(x) }) {
+				continue
+			}
+			best(v, w, true)
+		}
+		if worksVerbs.has(w) && (worksAfter.has(next) || before(ws, i, 3, worksBefore.has) && !before(ws, i, 3, negators.has)) {
+			neg := i > 0 && negators.has(ws[i-1]) || i > 1 && negators.has(ws[i-2])
+			if !neg {
+				ci.role = roleWorks
+			}
+		}
+		for _, p := range verifyPairs {
+			if w == p[0] && next == p[1] {
+				ci.verify = true
+				best(3.5, w+" "+next, true)
+			}
+		}
+		// "¿es de la DTI?", "¿esto es del instituto?"
+		if ci.question && (w == "es" || w == "viene") && (next == "de" || next == "del") && i+2 >= len(ws)-2 {
+			ci.verify = true
+			best(3.5, w+" "+next, true)
+		}
+		for _, p := range focusPairs {
+			if w == p[0] && next == p[1] {
+				ci.focus = true
+			}
+		}
+		if statusRefs.has(w) {
+			// "¿y mi reporte?": a question about one's own earlier request.
+			if ci.question && len(ws) <= 5 && i > 0 && (ws[i-1] == "mi" || ws[i-1] == "mis" || ws[i-1] == "nuestro" || ws[i-1] == "nuestra") {
+				ci.status = true
+				best(3, ws[i-1]+" "+w+"?", true)
+			}
+			for j := max(0, i-4); j < len(ws) && j <= i+5; j++ {
+				if statusWords.has(ws[j]) && ws[j] != w {
+					ci.status = true
+					best(3, w+" "+ws[j], true)
+					break
+				}
+			}
+		}
+	}
+	ci.offer = offerMarkers(ws)
+	if ci.serv == 0 {
+		ci.bare = true // only a question or an ask verb, no object of a request
+	}
+	if ci.question && len(ws) > 0 && questionWords.has(ws[0]) {
+		best(2, "¿"+ws[0]+"…?", true)
+	}
+	if ci.question && ci.falla == 0 {
+		best(1.5, "pregunta", true)
+	}
+	if isMeta(ws) {
+		ci.role = roleMeta
+		ci.falla, ci.serv = 0, 0
+		return
+	}
+	if ask {
+		best(1, "petición", true)
+	}
+	// A status question is an ask even when the fault it followed is named in it.
+	if ci.status {
+		ci.falla /= 3
+	}
+	if ci.role == roleWorks && ci.falla > 0 && ci.serv == 0 {
+		// "funciona bien pero se traba al guardar": the fault wins the clause.
+		ci.role = roleContext
+	}
+	if ci.role == roleWorks {
+		ci.falla, ci.serv = 0, 0
+		return
+	}
+	if ci.falla > 0 || ci.serv > 0 || ci.focus || ask || ci.question {
+		ci.role = roleMain
+	}
+}
+
+// before reports whether one of the n words before ws[i] satisfies f.
+func before(ws []string, i, n int, f func(string) bool) bool {
+	for j := max(0, i-n); j < i; j++ {
+		if f(ws[j]) {
+			return true
+		}
+	}
+	return false
+}
+
+// isMeta reports whether a clause is about the contact rather than the matter: an agent's note
+// that the call dropped, or that the caller gave no data.
+func isMeta(ws []string) bool {
+	call, cut := false, false
+	for i, w := range ws {
+		switch w {
+		case "llamada", "comunicacion", "linea":
+			call = true
+		case "corto", "colgo", "termino", "cayo", "interrumpio":
+			cut = true
+		case "dar", "dio", "proporciono", "proporcionar", "indico", "quiso":
+			if i > 0 && (ws[i-1] == "no" || ws[i-1] == "sin" || i > 1 && ws[i-2] == "antes") {
+				return true
+			}
+		}
+	}
+	return call && cut
+}
+
+// offerPairs mark a vendor's offer.
+var offerPairs = [][2]string{{"somos", "una"}, {"precios", "especiales"}, {"propuesta", "comercial"},
+	{"nuestros", "servicios"}, {"nuestro", "catalogo"}, {"nuestros", "productos"}, {"sin", "compromiso"},
+	{"precio", "especial"}, {"descuento", "especial"}, {"presentarles", "nuestro"}, {"presentarles", "nuestra"},
+	{"ofrecerles", "nuestros"}, {"empresa", "lider"}, {"somos", "distribuidores"}, {"somos", "proveedores"}}
+
+var offerWords = wordSet(`ofrecemos ofrecerles cotizacion distribuidora distribuidor promocion publicidad
+	marketing mayoreo`)
+
+func offerMarkers(ws []string) int {
+	n := 0
+	for i, w := range ws {
+		if offerWords.has(w) {
+			n++
+		}
+		if i+1 < len(ws) {
+			for _, p := range offerPairs {
+				if w == p[0] && ws[i+1] == p[1] {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// isReport reports whether a clause relays a received message ("me llegó un correo que dice ...").
+func isReport(ws []string) bool {
+	noun, verb := false, false
+	for _, w := range ws {
+		noun = noun || reportNouns.has(w)
+		verb = verb || reportVerbs.has(w)
+	}
+	return noun && verb
+}
+
+// weighClauses sets the weight of each clause from its role and from the roles of the others: a
+// context clause weighs less only when some other clause carries the ask.
+func weighClauses(cs []clauseInfo) {
+	anyMain, anyVerify := false, false
+	for _, c := range cs {
+		anyMain = anyMain || c.role == roleMain && !c.subject
+		anyVerify = anyVerify || c.verify
+	}
+	focusNext := false
+	for i := range cs {
+		c := &cs[i]
+		switch c.role {
+		case roleMain:
+			c.weight = weightMain
+		case roleWorks:
+			c.weight = weightWorks
+		case roleQuoted:
+			c.weight = weightQuoted
+		case roleMeta:
+			c.weight = weightMeta
+		default:
+			c.weight = 1
+			if anyMain {
+				c.weight = weightContext
+			}
+		}
+		if anyVerify && !c.verify && c.role != roleWorks && c.report {
+			c.role, c.weight = roleReported, weightReported
+		}
+		if focusNext && c.role != roleWorks {
+			c.weight = weightFocus
+		}
+		focusNext = c.focus && !c.subject
+		if c.focus && c.role != roleWorks {
+			c.weight = weightFocus
+		}
+	}
+}
