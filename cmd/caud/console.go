@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ipn-cgsi/caud/channels/deadletter"
+	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/console"
@@ -28,6 +29,24 @@ func (a *App) catalogStatus() console.CatalogStatus {
 		st.LastError, st.LastAt = a.catalogErr.Error(), a.catalogErrAt
 	}
 	return st
+}
+
+// spoolFailures lists the memo spool's failed files for the supervisor page (nil without the memo
+// channel).
+func (a *App) spoolFailures() ([]console.SpoolFailure, error) {
+	if !a.cfg.Memo.Enabled || !a.cfg.HasRole(config.RoleIntake) {
+		return nil, nil
+	}
+	ff, err := memo.Failures(a.cfg.Memo.SpoolDir, 100)
+	out := make([]console.SpoolFailure, 0, len(ff))
+	for _, f := range ff {
+		reason := f.Spanish
+		if reason == "" {
+			reason = f.Code + ": " + f.Detail
+		}
+		out = append(out, console.SpoolFailure{File: f.Name, Reason: reason, At: f.FailedAt})
+	}
+	return out, err
 }
 
 // startConsole serves the web console on the API's listener (it needs the queues role).
@@ -62,6 +81,7 @@ func (a *App) startConsole(ctx, runCtx context.Context, mux *http.ServeMux, lett
 			return out
 		},
 		Catalog:       a.catalogStatus,
+		SpoolFailures: a.spoolFailures,
 		SecureCookies: cfg.Console.SecureCookies,
 		Logger:        a.log.With("stage", "console"),
 	})

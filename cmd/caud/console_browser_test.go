@@ -58,7 +58,7 @@ func chromiumPath(t testing.TB) string {
 // browser is one headless Chromium with a fresh profile, recording every JavaScript dialog (an
 // alert() from hostile content would show up there) and saving a screenshot after each step.
 type browser struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	base    string
 	shots   string
@@ -67,7 +67,7 @@ type browser struct {
 	dialogs []string
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t testing.TB, base string) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
@@ -235,7 +235,7 @@ func pathHas(prefix string) chromedp.Action[chromedp.Void] {
 }
 
 // consoleApp starts caud with a users file holding a supervisor and an agent.
-func consoleApp(t *testing.T) (*App, string) {
+func consoleApp(t testing.TB) (*App, string) {
 	t.Helper()
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.yaml")
@@ -258,7 +258,7 @@ func consoleApp(t *testing.T) (*App, string) {
 }
 
 // deskRequest files a phone request through the API and returns its id.
-func deskRequest(t *testing.T, base, description string) string {
+func deskRequest(t testing.TB, base, description string) string {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"channel": "phone", "unit": "ESCOM", "role": "docente", "extension": "52034",
 		"name": "Marta Gómez", "email": "mgomez@ipn.mx", "description": description})
@@ -272,7 +272,7 @@ func deskRequest(t *testing.T, base, description string) string {
 }
 
 // waitState polls the API until request id is in state (and queue, when given).
-func waitState(t *testing.T, base, id, state, queue string) view {
+func waitState(t testing.TB, base, id, state, queue string) view {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var v view
@@ -326,6 +326,29 @@ func mailRequest(t *testing.T, app *App, raw []byte) string {
 	if _, err := app.sink.Publish(ctx, channels.Submission{
 		Request: req, Subject: channels.ChannelEmailCAU, MsgID: "test:" + req.ID, Source: "imap://cau@ipn.mx/INBOX",
 		Original: raw, OriginalType: "message/rfc822",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return req.ID
+}
+
+// memoRequest publishes a scanned memo the way the memo channel does (its OCR text stands in a
+// fixed sentence) and returns the request id.
+func memoRequest(t testing.TB, app *App, raw []byte) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	now := time.Now().UTC()
+	sum := sha256.Sum256(raw)
+	req := &channels.Request{
+		ID: channels.NewIDs().New(now), Channel: channels.MediumMemo, ReceivedAt: now,
+		Source: channels.Source{File: "oficio.pdf"}, Subject: "Solicitud de cuenta de correo",
+		Text: "Solicito la creación de una cuenta de correo institucional para personal de nuevo ingreso.",
+		Memo: &channels.Memo{Pages: 1, Method: "ocr"},
+	}
+	if _, err := app.sink.Publish(ctx, channels.Submission{
+		Request: req, Subject: channels.ChannelMemo, MsgID: "memo:" + hex.EncodeToString(sum[:]), Source: "file://spool/oficio",
+		Original: raw, OriginalType: http.DetectContentType(raw),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -652,6 +675,19 @@ func TestHostileMailInBrowser(t *testing.T) {
 				t.Errorf("attachment served as %q / %q", cd, att.Headers["content-type"])
 			}
 		}
+	}
+	// Scanned memos: the page is shown as an image (a PDF page rendered by poppler, a PNG as is).
+	for _, f := range []string{"testdata/memo/D012.pdf", "testdata/memo/D003.png"} {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := memoRequest(t, app, raw)
+		waitState(t, base, id, "queued", "")
+		b.step("oficio-"+strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)),
+			chromedp.Navigate(base+"/solicitudes/"+id),
+			waitJS(`(function(){var i=document.querySelector("img.escaneo");return !!i && i.complete && i.naturalWidth>300})()`),
+		)
 	}
 	if d := b.dialogsSeen(); len(d) > 0 {
 		t.Errorf("hostile mail ran script: dialogs %q", d)

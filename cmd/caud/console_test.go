@@ -16,12 +16,12 @@ import (
 
 // agentClient is a cookie-keeping HTTP client that does not follow redirects.
 type agentClient struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 }
 
-func newAgentClient(t *testing.T, base string) *agentClient {
+func newAgentClient(t testing.TB, base string) *agentClient {
 	jar, _ := cookiejar.New(nil)
 	return &agentClient{t: t, base: base, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
@@ -55,7 +55,7 @@ func (a *agentClient) do(method, path string, form url.Values, hdr map[string]st
 
 var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-func csrfOf(t *testing.T, page string) string {
+func csrfOf(t testing.TB, page string) string {
 	t.Helper()
 	m := csrfRe.FindStringSubmatch(page)
 	if m == nil {

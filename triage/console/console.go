@@ -114,6 +114,8 @@ type Console struct {
 	limit *loginLimiter
 	hub   *hub
 	loc   *time.Location
+	// scanSlots bounds concurrent PDF page renders (each a pdftoppm process) to 2.
+	scanSlots chan struct{}
 }
 
 // New checks the options and parses the templates.
@@ -142,7 +144,7 @@ func New(o Options) (*Console, error) {
 	if err != nil {
 		loc = time.FixedZone("CST", -6*3600)
 	}
-	c := &Console{o: o, log: log, limit: newLoginLimiter(o.LoginEvery, o.LoginBurst), loc: loc}
+	c := &Console{o: o, log: log, limit: newLoginLimiter(o.LoginEvery, o.LoginBurst), loc: loc, scanSlots: make(chan struct{}, 2)}
 	c.hub = newHub(c.statsJSON, o.PollInterval, log)
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
@@ -220,6 +222,7 @@ func (c *Console) Register(mux *http.ServeMux) {
 	agent("GET /solicitudes/{id}", c.request)
 	agent("GET /solicitudes/{id}/original", c.originalHTML)
 	agent("GET /solicitudes/{id}/original/archivo", c.originalFile)
+	agent("GET /solicitudes/{id}/original/pagina", c.scanPage)
 	agent("GET /solicitudes/{id}/adjuntos/{n}", c.attachment)
 	if c.o.Desk != nil {
 		agent("GET /telefono", c.intakePage)

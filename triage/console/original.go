@@ -41,6 +41,8 @@ type originalInfo struct {
 	HasHTML bool
 	Size    int64
 	Error   string
+	// Pages are the page numbers of a scanned PDF to show as images.
+	Pages []int
 }
 
 // mailPolicy sanitizes mail HTML: the UGC policy (no script, no event handlers, no style, no
@@ -129,6 +131,15 @@ func (c *Console) original(ctx context.Context, r *channels.Request) *originalIn
 		switch ct := http.DetectContentType(raw); {
 		case isImage(ct):
 			oi.Kind = "imagen"
+		case ct == "application/pdf":
+			oi.Kind = "pdf"
+			pages := 1
+			if r.Memo != nil && r.Memo.Pages > 0 {
+				pages = min(r.Memo.Pages, maxScanPages)
+			}
+			for i := 1; i <= pages; i++ {
+				oi.Pages = append(oi.Pages, i)
+			}
 		default:
 			oi.Kind = "documento"
 		}
