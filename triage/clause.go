@@ -62,7 +62,7 @@ var (
 		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
 		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
 		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
-		lee detecta* jal* cargan`)
+		lee detecta* jal* cargan autoriz* permit*`)
 	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
 	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
 		wifi luz video respuesta corriente`)
@@ -133,6 +133,24 @@ var (
 	reportVerbs = wordSet(`llego llegaron llega recibi recibimos dice decia pide pedia piden`)
 )
 
+// ableVerbs: "no puedo …", "no logro …" followed by an infinitive state that something fails.
+var ableVerbs = wordSet(`puedo podemos puede pueden pudo pude pudimos logro logramos logra logran`)
+
+// isInfinitive reports whether a folded word looks like a Spanish infinitive, with or without
+// clitics ("entrar", "conectarme", "hacerlo").
+func isInfinitive(w string) bool {
+	for _, c := range []string{"", "me", "se", "lo", "la", "le", "nos", "los", "las"} {
+		b, ok := strings.CutSuffix(w, c)
+		if !ok || len(b) < 4 {
+			continue
+		}
+		if strings.HasSuffix(b, "ar") || strings.HasSuffix(b, "er") || strings.HasSuffix(b, "ir") {
+			return true
+		}
+	}
+	return false
+}
+
 // wordSet builds a matcher from space-separated folded words; "x*" matches every word starting with x.
 func wordSet(s string) *matcher {
 	m := &matcher{exact: map[string]float64{}}
@@ -151,15 +169,28 @@ func weightedSet(ws map[string]float64) *matcher {
 }
 
 type matcher struct {
-	exact    map[string]float64
-	prefixes []string
-	pweights []float64
+	exact map[string]float64
+	// prefixes by their first prefixHead bytes (shorter prefixes under "").
+	heads map[string][]prefix
 }
+
+type prefix struct {
+	p string
+	v float64
+}
+
+const prefixHead = 3
 
 func (m *matcher) add(w string, v float64) {
 	if p, ok := strings.CutSuffix(w, "*"); ok {
-		m.prefixes = append(m.prefixes, p)
-		m.pweights = append(m.pweights, v)
+		if m.heads == nil {
+			m.heads = map[string][]prefix{}
+		}
+		h := ""
+		if len(p) >= prefixHead {
+			h = p[:prefixHead]
+		}
+		m.heads[h] = append(m.heads[h], prefix{p, v})
 		return
 	}
 	m.exact[w] = v
@@ -170,9 +201,19 @@ func (m *matcher) get(w string) float64 {
 	if v, ok := m.exact[w]; ok {
 		return v
 	}
-	for i, p := range m.prefixes {
-		if strings.HasPrefix(w, p) {
-			return m.pweights[i]
+	if m.heads == nil {
+		return 0
+	}
+	if len(w) >= prefixHead {
+		for _, p := range m.heads[w[:prefixHead]] {
+			if strings.HasPrefix(w, p.p) {
+				return p.v
+			}
+		}
+	}
+	for _, p := range m.heads[""] {
+		if strings.HasPrefix(w, p.p) {
+			return p.v
 		}
 	}
 	return 0
@@ -250,6 +291,11 @@ func classify(ci *clauseInfo, ws []string) {
 				x := ws[j]
 				if workVerbs.has(x) {
 					best(3, w+" "+x, false)
+					break
+				}
+				// "no puedo timbrar", "no logro conectarme": whatever the verb, it cannot be done.
+				if ableVerbs.has(x) && j+1 < len(ws) && isInfinitive(ws[j+1]) {
+					best(2.5, w+" "+x+" "+ws[j+1], false)
 					break
 				}
 				if lackVerbs.has(x) {

@@ -621,14 +621,20 @@ func offerTarget(docs []doc, texts []trainText) int {
 	return best
 }
 
+// maxVerifyScan bounds the texts of one service that verifyTarget reads.
+const maxVerifyScan = 200
+
 // verifyTarget returns the service whose catalog text asks most often whether a message is genuine
 // ("¿es real?", "¿es de ustedes?"): where the engine sends a verification question.
 func verifyTarget(docs []doc, texts []trainText) int {
 	count := map[int]int{}
+	seen := map[int]int{}
 	for _, t := range texts {
-		if docs[t.doc].kind != docService {
+		// Enough of each service's texts to tell; a huge catalog is not read whole.
+		if docs[t.doc].kind != docService || seen[t.doc] >= maxVerifyScan {
 			continue
 		}
+		seen[t.doc]++
 		for _, p := range splitClauses(t.text, nil) {
 			ci := clauseInfo{text: p}
 			classify(&ci, words(fold(p)))

@@ -74,6 +74,7 @@ func (e *Engine) train(texts []trainText) *learned {
 	counts := map[uint64]map[int32]float64{}
 	totals := make([]float64, nd)
 	var ids []int32
+	stems := map[string]string{} // Snowball dominates training; request vocabulary repeats
 	for _, t := range texts {
 		ids = ids[:0]
 		for _, p := range splitClauses(t.text, nil) {
@@ -81,7 +82,11 @@ func (e *Engine) train(texts []trainText) *learned {
 				if e.stop[w] || len(w) < 2 {
 					continue
 				}
-				st := stem(w)
+				st, ok := stems[w]
+				if !ok {
+					st = stem(w)
+					stems[w] = st
+				}
 				if nbStop[st] {
 					continue
 				}

@@ -172,12 +172,12 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
 	a.reg.MustRegister(a.reloads)
-	a.catalog, err = triage.NewStore(cfg.Triage.Catalog, a.log, func(err error) { a.reloads.Inc(); a.catalogReloadError(err) })
+	a.catalog, err = triage.NewStoreWithModel(cfg.Triage.Catalog, cfg.Triage.Model, a.log, func(err error) { a.reloads.Inc(); a.catalogReloadError(err) })
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	a.log.Info("catalog loaded", "version", a.catalog.Engine().Catalog().Version(), "file", cfg.Triage.Catalog)
-	if cfg.Triage.Catalog != "" {
+	a.log.Info("catalog loaded", "version", a.catalog.Engine().Version(), "file", cfg.Triage.Catalog, "model", cfg.Triage.Model)
+	if cfg.Triage.Catalog != "" || cfg.Triage.Model != "" {
 		a.goBG(func() { _ = a.catalog.Watch(runCtx) })
 	}
 
