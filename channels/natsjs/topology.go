@@ -47,7 +47,7 @@ type Topology struct {
 	// LeaseRetention is how long lease records stay in cau_leases; 0 means 24 h.
 	LeaseRetention time.Duration
 
-	// AttemptTimeout bounds one JetStream API call of the set-up; 0 means 10 s.
+	// AttemptTimeout bounds one JetStream API call of the set-up; 0 means 5 s.
 	AttemptTimeout time.Duration
 	// MaxBackoff caps the wait between attempts (exponential from 250 ms, with jitter); 0 means 5 s.
 	MaxBackoff time.Duration
@@ -72,7 +72,7 @@ func (t Topology) withDefaults() Topology {
 		t.LeaseRetention = 24 * time.Hour
 	}
 	if t.AttemptTimeout == 0 {
-		t.AttemptTimeout = 10 * time.Second
+		t.AttemptTimeout = 5 * time.Second
 	}
 	if t.MaxBackoff == 0 {
 		t.MaxBackoff = 5 * time.Second
