@@ -188,6 +188,7 @@ type XConfig struct {
 // TriageConfig configures the triage worker (triage.*).
 type TriageConfig struct {
 	Catalog    string        `mapstructure:"catalog"`     // "" = the embedded default catalog
+	Model      string        `mapstructure:"model"`       // "" = none; a model learned from agents' corrections (cauctl triage learn)
 	MaxDeliver int           `mapstructure:"max_deliver"` // default 5, then dead-lettered
 	AckWait    time.Duration `mapstructure:"ack_wait"`    // default 30s
 	Workers    int           `mapstructure:"workers"`     // default 4 (concurrent fetch loops; keeps JetStream busy while one batch is decided)

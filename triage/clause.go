@@ -61,7 +61,8 @@ var (
 	workVerbs = wordSet(`funcion* sirv* sirve jala* anda andan abre abren abri* carg* enciend* prend* arranc*
 		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
 		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
-		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func*`)
+		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
+		lee detecta* jal* cargan autoriz* permit*`)
 	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
 	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
 		wifi luz video respuesta corriente`)
@@ -75,7 +76,8 @@ var (
 		"roto": 2, "rota": 2, "rompio": 2.5, "descompuest*": 3, "intermitent*": 2.5, "desconect*": 2,
 		"reinici*": 1.5, "apaga": 1.5, "atasc*": 2.5, "atora*": 2, "atorad*": 2, "parpade*": 2,
 		"incorrect*": 2, "invalid*": 2, "denegad*": 2.5, "forbidden": 3, "unavailable": 3, "timeout": 2.5,
-		"pantallazo": 2.5, "rechaz*": 2.5, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
+		"pantallazo": 2.5, "rechaz*": 2.5, "arrugad*": 2, "mancha*": 2, "fatal": 2.5, "pesim*": 2.5,
+		"horrible": 2, "inestable": 2.5, "parpadea": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
 		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
 		"desaparec*": 2, "tarda": 1.5, "tardan": 1.5, "fuga": 1, "gotea": 1, "mal": 1, "raro": 1,
 		"403": 2, "404": 2, "500": 2, "502": 2, "503": 2,
@@ -115,7 +117,8 @@ var (
 	// Status of an earlier request: a reference and a question about where it stands.
 	statusRefs  = wordSet(`folio* ticket* reporte* solicitud* caso peticion tramite seguimiento pedido`)
 	statusWords = wordSet(`estatus status estado va avance seguimiento quedo paso atendieron atendio resolvieron
-		resolvio revisaron reviso respuesta respondieron contestaron pendiente proceso cuando`)
+		resolvio revisaron reviso respuesta respondieron contestaron pendiente proceso cuando vieron checaron
+		atienden`)
 	// Clause openers that put the main ask after them.
 	focusPairs = [][2]string{{"problema", "es"}, {"falla", "es"}, {"detalle", "es"}, {"pasa", "es"},
 		{"necesito", "es"}, {"duda", "es"}, {"pregunta", "es"}, {"quiero", "saber"}, {"quisiera", "saber"},
@@ -129,6 +132,24 @@ var (
 	reportNouns = wordSet(`correo mensaje mail email whatsapp sms llamada liga link enlace notificacion aviso`)
 	reportVerbs = wordSet(`llego llegaron llega recibi recibimos dice decia pide pedia piden`)
 )
+
+// ableVerbs: "no puedo …", "no logro …" followed by an infinitive state that something fails.
+var ableVerbs = wordSet(`puedo podemos puede pueden pudo pude pudimos logro logramos logra logran`)
+
+// isInfinitive reports whether a folded word looks like a Spanish infinitive, with or without
+// clitics ("entrar", "conectarme", "hacerlo").
+func isInfinitive(w string) bool {
+	for _, c := range []string{"", "me", "se", "lo", "la", "le", "nos", "los", "las"} {
+		b, ok := strings.CutSuffix(w, c)
+		if !ok || len(b) < 4 {
+			continue
+		}
+		if strings.HasSuffix(b, "ar") || strings.HasSuffix(b, "er") || strings.HasSuffix(b, "ir") {
+			return true
+		}
+	}
+	return false
+}
 
 // wordSet builds a matcher from space-separated folded words; "x*" matches every word starting with x.
 func wordSet(s string) *matcher {
@@ -148,15 +169,28 @@ func weightedSet(ws map[string]float64) *matcher {
 }
 
 type matcher struct {
-	exact    map[string]float64
-	prefixes []string
-	pweights []float64
+	exact map[string]float64
+	// prefixes by their first prefixHead bytes (shorter prefixes under "").
+	heads map[string][]prefix
 }
+
+type prefix struct {
+	p string
+	v float64
+}
+
+const prefixHead = 3
 
 func (m *matcher) add(w string, v float64) {
 	if p, ok := strings.CutSuffix(w, "*"); ok {
-		m.prefixes = append(m.prefixes, p)
-		m.pweights = append(m.pweights, v)
+		if m.heads == nil {
+			m.heads = map[string][]prefix{}
+		}
+		h := ""
+		if len(p) >= prefixHead {
+			h = p[:prefixHead]
+		}
+		m.heads[h] = append(m.heads[h], prefix{p, v})
 		return
 	}
 	m.exact[w] = v
@@ -167,9 +201,19 @@ func (m *matcher) get(w string) float64 {
 	if v, ok := m.exact[w]; ok {
 		return v
 	}
-	for i, p := range m.prefixes {
-		if strings.HasPrefix(w, p) {
-			return m.pweights[i]
+	if m.heads == nil {
+		return 0
+	}
+	if len(w) >= prefixHead {
+		for _, p := range m.heads[w[:prefixHead]] {
+			if strings.HasPrefix(w, p.p) {
+				return p.v
+			}
+		}
+	}
+	for _, p := range m.heads[""] {
+		if strings.HasPrefix(w, p.p) {
+			return p.v
 		}
 	}
 	return 0
@@ -249,6 +293,11 @@ func classify(ci *clauseInfo, ws []string) {
 					best(3, w+" "+x, false)
 					break
 				}
+				// "no puedo timbrar", "no logro conectarme": whatever the verb, it cannot be done.
+				if ableVerbs.has(x) && j+1 < len(ws) && isInfinitive(ws[j+1]) {
+					best(2.5, w+" "+x+" "+ws[j+1], false)
+					break
+				}
 				if lackVerbs.has(x) {
 					continue
 				}
@@ -286,7 +335,7 @@ func classify(ci *clauseInfo, ws []string) {
 			}
 			best(v, w, true)
 		}
-		if worksVerbs.has(w) && (worksAfter.has(next) || i > 0 && worksBefore.has(ws[i-1]) && !(i > 1 && negators.has(ws[i-2]))) {
+		if worksVerbs.has(w) && (worksAfter.has(next) || before(ws, i, 3, worksBefore.has) && !before(ws, i, 3, negators.has)) {
 			neg := i > 0 && negators.has(ws[i-1]) || i > 1 && negators.has(ws[i-2])
 			if !neg {
 				ci.role = roleWorks
@@ -298,12 +347,22 @@ func classify(ci *clauseInfo, ws []string) {
 				best(3.5, w+" "+next, true)
 			}
 		}
+		// "¿es de la DTI?", "¿esto es del instituto?"
+		if ci.question && (w == "es" || w == "viene") && (next == "de" || next == "del") && i+2 >= len(ws)-2 {
+			ci.verify = true
+			best(3.5, w+" "+next, true)
+		}
 		for _, p := range focusPairs {
 			if w == p[0] && next == p[1] {
 				ci.focus = true
 			}
 		}
 		if statusRefs.has(w) {
+			// "¿y mi reporte?": a question about one's own earlier request.
+			if ci.question && len(ws) <= 5 && i > 0 && (ws[i-1] == "mi" || ws[i-1] == "mis" || ws[i-1] == "nuestro" || ws[i-1] == "nuestra") {
+				ci.status = true
+				best(3, ws[i-1]+" "+w+"?", true)
+			}
 			for j := max(0, i-4); j < len(ws) && j <= i+5; j++ {
 				if statusWords.has(ws[j]) && ws[j] != w {
 					ci.status = true

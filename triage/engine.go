@@ -68,21 +68,23 @@ type term struct {
 // Engine decides the triage of requests from a compiled catalog. It is immutable after NewEngine
 // and safe for concurrent use by any number of goroutines.
 type Engine struct {
-	cat     *Catalog
-	th      Thresholds
-	vocab   map[string]int32   // stem → id
-	stems   []string           // id → stem
-	deletes map[string][]int32 // stem with one rune deleted → ids, for typo tolerance
-	starts  [][]int32          // stem id → terms starting with it
-	terms   []term
-	docs    []doc
-	stop    map[string]bool
-	scratch sync.Pool
-	cache   sync.Map // folded word → stem id (int32), see lookup
-	cached  atomic.Int64
-	nb      *learned
-	model   *Model
-	version string
+	cat       *Catalog
+	th        Thresholds
+	vocab     map[string]int32   // stem → id
+	stems     []string           // id → stem
+	deletes   map[string][]int32 // stem with one rune deleted → ids, for typo tolerance
+	starts    [][]int32          // stem id → terms starting with it
+	terms     []term
+	docs      []doc
+	stop      map[string]bool
+	scratch   sync.Pool
+	cache     sync.Map // folded word → stem id (int32), see lookup
+	cached    atomic.Int64
+	nb        *learned
+	offerDoc  int // the orientation target for unsolicited offers (-1: none)
+	verifyDoc int // the service asked "is this message genuine?" (-1: none)
+	model     *Model
+	version   string
 }
 
 // NewEngine compiles a catalog into an engine and trains its learned component from the catalog's
@@ -182,7 +184,10 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 		add(t.Text, termGap, posting{doc: -1, role: roleServicio, weight: t.Weight, text: t.Text})
 	}
 
-	e.nb = e.train(e.trainingTexts(c, m))
+	texts := e.trainingTexts(c, m)
+	e.nb = e.train(texts)
+	e.offerDoc = offerTarget(e.docs, texts)
+	e.verifyDoc = verifyTarget(e.docs, texts)
 
 	// BM25-style idf over candidates, normalized so that a term unique to one candidate weighs 1.
 	n := float64(len(e.docs))
@@ -262,6 +267,7 @@ type scratch struct {
 	nbtf        map[uint64]float64
 	nbKeys      []uint64
 	bfalla      float64 // built-in Spanish reading: malfunction statements, weighted by clause
+	bfTop       float64 // the strongest single clause's malfunction statement
 	bserv       float64 // built-in: requests, questions, verifications
 	bfCue       int     // clause that stated the strongest fault (-1 none)
 	bsCue       int     // clause that made the strongest request (-1 none)
@@ -299,6 +305,7 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		body = body[:4*maxTextRunes]
 	}
 	own, quoted := splitBody(body)
+	own, quoted = dropMentions(own), dropMentions(quoted)
 	add := func(text string, subject, isQuoted bool) {
 		if len(text) > maxTextRunes {
 			text = text[:maxTextRunes]
@@ -316,7 +323,7 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 			s.clauseWords = append(s.clauseWords[:len(s.clauses)-1], s.words)
 		}
 	}
-	add(in.Subject, true, false)
+	add(dropMentions(in.Subject), true, false)
 	add(own, false, false)
 	add(quoted, false, true)
 	weighClauses(s.clauses)
@@ -532,7 +539,9 @@ type termClause struct {
 func (e *Engine) readClauses(s *scratch) {
 	s.bfalla, s.bserv, s.bfCue, s.bsCue, s.status, s.offer = 0, 0, -1, -1, false, 0
 	var bf, bs, bare float64
+	verify := false
 	for k, c := range s.clauses {
+		verify = verify || c.verify && c.role != roleQuoted
 		w := c.weight
 		if c.role == roleQuoted || c.role == roleReported {
 			w *= 0.5
@@ -560,17 +569,29 @@ func (e *Engine) readClauses(s *scratch) {
 		}
 		s.offer += c.offer
 	}
-	// An unsolicited commercial offer is never a request for a service, whatever it sells.
+	// An unsolicited commercial offer is never a request for a service, whatever it sells; it goes
+	// to the target whose own text speaks of offers, if the catalog has one.
 	if s.offer >= 2 {
 		for di, d := range e.docs {
 			if d.kind != docTarget && s.scores[di] > 0 {
 				s.scores[di] *= offerDiscount
 			}
 		}
+		if e.offerDoc >= 0 && e.offerDoc < len(s.scores) {
+			b := e.th.NoCompetenteScore
+			s.scores[e.offerDoc] += b
+			s.hits[e.offerDoc] = append(s.hits[e.offerDoc], hit{term: -1, weight: b, text: "oferta comercial no solicitada", clause: -1})
+		}
 	}
 	// "No abre mi correo, ¿qué hago?": a bare question after a fault asks for the fix.
 	if s.bfalla >= 2.5 {
 		s.bserv -= bare / 2
+	}
+	s.bfTop = bf
+	if verify && e.verifyDoc >= 0 {
+		b := e.th.MinScore
+		s.scores[e.verifyDoc] += b
+		s.hits[e.verifyDoc] = append(s.hits[e.verifyDoc], hit{term: -1, weight: b, text: "pregunta si un mensaje es auténtico", clause: int16(s.bsCue)})
 	}
 	if s.status {
 		for di, d := range e.docs {
@@ -581,6 +602,54 @@ func (e *Engine) readClauses(s *scratch) {
 			}
 		}
 	}
+}
+
+// offerTarget returns the orientation target whose catalog text has the most offer markers.
+func offerTarget(docs []doc, texts []trainText) int {
+	count := map[int]int{}
+	for _, t := range texts {
+		if docs[t.doc].kind == docTarget {
+			count[t.doc] += offerMarkers(words(fold(t.text)))
+		}
+	}
+	best, n := -1, 0
+	for d, c := range count {
+		if c > n || c == n && c > 0 && d < best {
+			best, n = d, c
+		}
+	}
+	return best
+}
+
+// maxVerifyScan bounds the texts of one service that verifyTarget reads.
+const maxVerifyScan = 200
+
+// verifyTarget returns the service whose catalog text asks most often whether a message is genuine
+// ("¿es real?", "¿es de ustedes?"): where the engine sends a verification question.
+func verifyTarget(docs []doc, texts []trainText) int {
+	count := map[int]int{}
+	seen := map[int]int{}
+	for _, t := range texts {
+		// Enough of each service's texts to tell; a huge catalog is not read whole.
+		if docs[t.doc].kind != docService || seen[t.doc] >= maxVerifyScan {
+			continue
+		}
+		seen[t.doc]++
+		for _, p := range splitClauses(t.text, nil) {
+			ci := clauseInfo{text: p}
+			classify(&ci, words(fold(p)))
+			if ci.verify {
+				count[t.doc]++
+			}
+		}
+	}
+	best, n := -1, 0
+	for d, c := range count {
+		if c > n || c == n && d < best {
+			best, n = d, c
+		}
+	}
+	return best
 }
 
 // offerDiscount multiplies the CGSI candidates' scores of an unsolicited commercial offer.
@@ -654,20 +723,30 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	// weak term is not enough.
 	lf := 0.75 + 0.25*math.Min(1, float64(content)/10)
 	minScore, ncScore := th.MinScore*lf, th.NoCompetenteScore*lf
-	short := content < th.MinWords
-	if short {
+	best, second := max(itScore, oosScore), 0.0
+	if len(cands) > 1 {
+		second = cands[1].score
+	}
+	// One service or target named and nothing else in sight: a terse catalog's single keyword is
+	// enough. (Not the informativo scope: weak evidence for it is no evidence.)
+	if second < uncontested*best && len(cands) > 0 && e.docs[cands[0].doc].kind != docInformativo {
+		minScore *= uncontestedDiscount
+		ncScore *= uncontestedDiscount
+	}
+	if content < th.MinWords {
 		// Too few words: only a clear, single candidate is decided.
-		best := max(itScore, oosScore)
-		runner := 0.0
-		if len(cands) > 1 {
-			runner = cands[1].score
-		}
-		if best < 1.5*minScore || runner > 0.6*best {
+		if best < minScore || second > 0.6*best {
 			return e.aclaracion(out, s, cands, fmt.Sprintf("texto insuficiente (%d palabras significativas)", content))
 		}
 	}
-	// no_competente needs clear evidence: a strong target that clearly beats every CGSI candidate.
-	if bestOOS != nil && oosScore >= ncScore && oosScore >= th.NoCompetenteRatio*itScore {
+	// no_competente needs clear evidence: a strong target that clearly beats every CGSI candidate;
+	// more so when the text reports a fault of something a CGSI service covers ("la fotocopiadora
+	// de la biblioteca no saca copias").
+	ratio := th.NoCompetenteRatio
+	if s.bfTop >= 2.5 && itScore > 0 {
+		ratio *= faultRatio
+	}
+	if bestOOS != nil && oosScore >= ncScore && oosScore >= ratio*itScore {
 		d := e.docs[bestOOS.doc]
 		t := e.cat.f.OutOfScope[d.index]
 		out.Outcome = OutcomeNoCompetente
@@ -697,6 +776,9 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	for _, c := range cands {
 		if c.doc != bestIT.doc && e.docs[c.doc].outcomeArea() != e.docs[bestIT.doc].outcomeArea() {
 			runner = c.score
+			if e.docs[c.doc].kind == docTarget && s.bfTop >= 2.5 {
+				runner /= faultRatio // a reported fault leans to IT
+			}
 			break
 		}
 	}
@@ -737,6 +819,15 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	out.Others = e.others(cands, bestIT.doc)
 	return out
 }
+
+// Uncontested evidence: when the runner-up scores less than uncontested times the best, the
+// thresholds are multiplied by uncontestedDiscount.
+const (
+	uncontested         = 0.25
+	uncontestedDiscount = 0.6
+	// faultRatio multiplies NoCompetenteRatio for a text that reports a fault.
+	faultRatio = 1.6
+)
 
 // shortReport is the number of content words up to which a falla also gets the area's questions.
 const shortReport = 6

@@ -25,19 +25,27 @@ func readExamplesFile(t testing.TB, path string) []Example {
 // used while tuning; holdout2.jsonl examples written afterwards and never tuned on; holdout3.jsonl
 // 24 examples written by another engineer who never saw the catalog, never tuned on.
 func TestEvaluate(t *testing.T) {
+	campus, err := LoadCatalogFile("testdata/campus_catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		file                     string
+		catalog                  *Catalog
 		outcome, area, kind, fnc float64
 	}{
-		{"testdata/requests.jsonl", 0.95, 0.95, 0.95, 0},
-		{"testdata/holdout.jsonl", 0.90, 0.90, 0.90, 0},
-		{"testdata/holdout2.jsonl", 0.85, 0.85, 0.75, 0},
-		{"testdata/holdout3.jsonl", 0.90, 0.90, 0.85, 0},
+		{"testdata/requests.jsonl", nil, 1, 1, 1, 0},
+		{"testdata/holdout.jsonl", nil, 0.95, 0.95, 0.95, 0},
+		{"testdata/holdout2.jsonl", nil, 0.90, 0.90, 0.90, 0},
+		{"testdata/holdout3.jsonl", nil, 0.95, 0.95, 0.95, 0},
+		{"testdata/tuning/short_chat.jsonl", nil, 0.95, 0.95, 0.95, 0},
+		{"testdata/tuning/other_country_chat.jsonl", nil, 0.90, 0.95, 0.95, 0},
+		{"testdata/tuning/campus.jsonl", campus, 0.85, 0.90, 0.90, 0.05},
 	}
-	e := NewEngine(DefaultCatalog())
+	engines := map[*Catalog]*Engine{nil: NewEngine(DefaultCatalog()), campus: NewEngine(campus)}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
-			r := Evaluate(e, readExamplesFile(t, c.file))
+			r := Evaluate(engines[c.catalog], readExamplesFile(t, c.file))
 			var b strings.Builder
 			r.Format(&b)
 			t.Log("\n" + b.String())

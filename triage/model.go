@@ -28,7 +28,8 @@ const (
 	nbMinWeight = 0.05
 )
 
-// nbStop are words of any help-desk request that name no service: the model does not learn them.
+// nbStop are (the stems of) words of any help-desk request that name no service: the model does
+// not learn them.
 var nbStop = func() map[string]bool {
 	m := map[string]bool{}
 	for _, w := range strings.Fields(`ayuda ayudar ayuden apoyo apoyar apoyen urgente urge porfa porfavor problema
@@ -36,7 +37,7 @@ var nbStop = func() map[string]bool {
 		solicitamos requiero requerimos quiero quisiera favor hoy ayer manana semana lunes martes miercoles jueves
 		viernes desde hace rato sigue igual esta estan tengo tiene hola buen buenas dia tardes noches gracias
 		llama reporta usuario usuaria comenta dice indica no si ya mas solicitud tecnico tecnica`) {
-		m[w] = true
+		m[stem(w)] = true
 	}
 	return m
 }()
@@ -73,14 +74,23 @@ func (e *Engine) train(texts []trainText) *learned {
 	counts := map[uint64]map[int32]float64{}
 	totals := make([]float64, nd)
 	var ids []int32
+	stems := map[string]string{} // Snowball dominates training; request vocabulary repeats
 	for _, t := range texts {
 		ids = ids[:0]
 		for _, p := range splitClauses(t.text, nil) {
 			for _, w := range words(fold(p)) {
-				if e.stop[w] || nbStop[w] || len(w) < 2 {
+				if e.stop[w] || len(w) < 2 {
 					continue
 				}
-				ids = append(ids, e.intern(stem(w)))
+				st, ok := stems[w]
+				if !ok {
+					st = stem(w)
+					stems[w] = st
+				}
+				if nbStop[st] {
+					continue
+				}
+				ids = append(ids, e.intern(st))
 			}
 			ids = append(ids, -1)
 		}

@@ -26,6 +26,7 @@ const settleDelay = 100 * time.Millisecond
 // call from any goroutine at any time; Reload and Watch may run concurrently with it.
 type Store struct {
 	path    string
+	model   string // learned model file (cauctl triage learn); "" none
 	log     *slog.Logger
 	onErr   func(error)
 	engine  atomic.Pointer[Engine]
@@ -38,36 +39,70 @@ type Store struct {
 // if not nil, is called with every error of a later reload (the old engine is then kept). The first
 // load has no old engine to keep, so its error is returned.
 func NewStore(path string, log *slog.Logger, onReloadError func(error)) (*Store, error) {
+	return NewStoreWithModel(path, "", log, onReloadError)
+}
+
+// NewStoreWithModel is NewStore with a learned model file (written by `cauctl triage learn`;
+// "" for none) trained into the engine. The catalog and the model are reloaded when either file
+// changes; a bad model is refused like a bad catalog.
+func NewStoreWithModel(path, model string, log *slog.Logger, onReloadError func(error)) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Store{path: path, log: log, onErr: onReloadError}
-	if path == "" {
-		s.engine.Store(NewEngine(DefaultCatalog()))
-		return s, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read catalog: %w", err)
-	}
-	c, err := ParseCatalog(data, filepath.Base(path))
+	s := &Store{path: path, model: model, log: log, onErr: onReloadError}
+	e, sum, err := s.load()
 	if err != nil {
 		return nil, err
 	}
-	s.lastSum = sha256.Sum256(data)
-	s.engine.Store(NewEngine(c))
-	log.Info("triage catalog loaded", "path", path, "version", c.Version(), "services", len(c.f.Services))
+	s.lastSum = sum
+	s.engine.Store(e)
+	log.Info("triage catalog loaded", "path", path, "model", model, "version", e.Version(), "services", len(e.cat.f.Services))
 	return s, nil
 }
+
+// load reads the catalog and the model and compiles them; sum covers both files' bytes.
+func (s *Store) load() (*Engine, [sha256.Size]byte, error) {
+	h := sha256.New()
+	c := DefaultCatalog()
+	if s.path != "" {
+		data, err := os.ReadFile(s.path)
+		if err != nil {
+			return nil, [sha256.Size]byte{}, fmt.Errorf("read catalog: %w", err)
+		}
+		h.Write(data)
+		if c, err = ParseCatalog(data, filepath.Base(s.path)); err != nil {
+			return nil, [sha256.Size]byte{}, err
+		}
+	}
+	var m *Model
+	if s.model != "" {
+		data, err := os.ReadFile(s.model)
+		if err != nil {
+			return nil, [sha256.Size]byte{}, fmt.Errorf("read model: %w", err)
+		}
+		h.Write([]byte{0})
+		h.Write(data)
+		if m, err = ReadModel(bytes.NewReader(data)); err != nil {
+			return nil, [sha256.Size]byte{}, fmt.Errorf("%s: %w", filepath.Base(s.model), err)
+		}
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return NewEngineWithModel(c, m), sum, nil
+}
+
+// Version is the catalog version plus, with a learned model, "+m.<model version>": the
+// catalog_version of every decision.
+func (e *Engine) Version() string { return e.version }
 
 // Engine returns the current engine. It never returns nil.
 func (s *Store) Engine() *Engine { return s.engine.Load() }
 
-// Reload reads and parses the catalog file again and swaps the engine in. A file that fails to
-// read or validate is refused: the current engine is kept, the error is logged and passed to
-// onReloadError, and returned. With the default catalog Reload does nothing.
+// Reload reads the catalog (and model) files again and swaps the engine in. Files that fail to
+// read or validate are refused: the current engine is kept, the error is logged and passed to
+// onReloadError, and returned. With the default catalog and no model Reload does nothing.
 func (s *Store) Reload() error {
-	if s.path == "" {
+	if s.path == "" && s.model == "" {
 		return nil
 	}
 	s.mu.Lock()
@@ -77,32 +112,50 @@ func (s *Store) Reload() error {
 }
 
 // reloadLocked reloads; when onlyIfChanged it skips content already seen (good or bad), so a
-// broken file is reported once rather than every poll. It reports whether the file was examined.
+// broken file is reported once rather than every poll. It reports whether the files were examined.
 func (s *Store) reloadLocked(onlyIfChanged bool) (bool, error) {
-	data, err := os.ReadFile(s.path)
+	e, sum, err := s.load()
 	if err != nil {
 		if onlyIfChanged && errors.Is(err, os.ErrNotExist) {
 			return false, nil // mid-rename; the next event or poll sees the new file
+		}
+		if !errors.Is(err, os.ErrNotExist) && onlyIfChanged {
+			// Report a broken content once, not every poll.
+			if sum := s.contentSum(); bytes.Equal(sum[:], s.lastSum[:]) {
+				return false, nil
+			} else {
+				s.lastSum = sum
+			}
 		}
 		err = fmt.Errorf("reload catalog: %w", err)
 		s.refuse(err)
 		return true, err
 	}
-	sum := sha256.Sum256(data)
 	if onlyIfChanged && bytes.Equal(sum[:], s.lastSum[:]) {
 		return false, nil
 	}
 	s.lastSum = sum
-	c, err := ParseCatalog(data, filepath.Base(s.path))
-	if err != nil {
-		err = fmt.Errorf("reload catalog: %w", err)
-		s.refuse(err)
-		return true, err
-	}
 	old := s.engine.Load()
-	s.engine.Store(NewEngine(c))
-	s.log.Info("triage catalog reloaded", "path", s.path, "version", c.Version(), "previous", old.Catalog().Version())
+	s.engine.Store(e)
+	s.log.Info("triage catalog reloaded", "path", s.path, "model", s.model, "version", e.Version(), "previous", old.Version())
 	return true, nil
+}
+
+// contentSum hashes the files as load does, without parsing them.
+func (s *Store) contentSum() [sha256.Size]byte {
+	h := sha256.New()
+	if s.path != "" {
+		data, _ := os.ReadFile(s.path)
+		h.Write(data)
+	}
+	if s.model != "" {
+		data, _ := os.ReadFile(s.model)
+		h.Write([]byte{0})
+		h.Write(data)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 func (s *Store) refuse(err error) {
@@ -118,16 +171,25 @@ func (s *Store) refuse(err error) {
 // the file's size, time and hash every 2 s, which covers file systems without notifications.
 // Reload errors do not stop Watch. With the default catalog Watch only waits for ctx.
 func (s *Store) Watch(ctx context.Context) error {
-	if s.path == "" {
+	if s.path == "" && s.model == "" {
 		<-ctx.Done()
 		return nil
+	}
+	var paths []string
+	for _, p := range []string{s.path, s.model} {
+		if p != "" {
+			paths = append(paths, p)
+		}
 	}
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
-		if err = w.Add(filepath.Dir(s.path)); err != nil {
-			w.Close()
+		for _, p := range paths {
+			if err = w.Add(filepath.Dir(p)); err != nil {
+				w.Close()
+				break
+			}
 		}
 	}
 	if err != nil {
@@ -136,11 +198,21 @@ func (s *Store) Watch(ctx context.Context) error {
 		defer w.Close()
 		events, errs = w.Events, w.Errors
 	}
-	base := filepath.Base(s.path)
+	watched := map[string]bool{}
+	for _, p := range paths {
+		watched[filepath.Clean(p)] = true
+	}
+	stats := func() string {
+		var k string
+		for _, p := range paths {
+			k += statKey(p) + ";"
+		}
+		return k
+	}
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	var settle <-chan time.Time
-	lastStat := statKey(s.path)
+	lastStat := stats()
 	check := func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -157,7 +229,7 @@ func (s *Store) Watch(ctx context.Context) error {
 				events = nil
 				continue
 			}
-			if filepath.Base(ev.Name) == base {
+			if watched[filepath.Clean(ev.Name)] || watchedBase(paths, ev.Name) {
 				settle = time.After(settleDelay)
 			}
 		case err, ok := <-errs:
@@ -168,15 +240,26 @@ func (s *Store) Watch(ctx context.Context) error {
 			s.log.Warn("triage catalog: watch error", "err", err)
 		case <-settle:
 			settle = nil
-			lastStat = statKey(s.path)
+			lastStat = stats()
 			check()
 		case <-tick.C:
-			if k := statKey(s.path); k != lastStat {
+			if k := stats(); k != lastStat {
 				lastStat = k
 				check()
 			}
 		}
 	}
+}
+
+// watchedBase reports whether name is one of paths, compared by directory and base name (events
+// may name a file relative to a different spelling of its directory).
+func watchedBase(paths []string, name string) bool {
+	for _, p := range paths {
+		if filepath.Base(p) == filepath.Base(name) && filepath.Clean(filepath.Dir(p)) == filepath.Clean(filepath.Dir(name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // statKey summarizes what a cheap stat says about the file.

@@ -128,3 +128,40 @@ func waitFor(t *testing.T, what string, cond func() bool, act func()) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestStoreWithModel(t *testing.T) {
+	dir := t.TempDir()
+	m, _, err := Learn(DefaultCatalog(), nil, corrections(zeltiaTexts, OutcomeSAI, KindFalla, "SISTEMAS"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := WriteModel(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	path := dir + "/modelo.json"
+	writeFile(t, path, b.String())
+	var refused []error
+	s, err := NewStoreWithModel("", path, nil, func(err error) { refused = append(refused, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultCatalog().Version() + "+m." + m.Version
+	if v := s.Engine().Version(); v != want {
+		t.Fatalf("version %q, want %q", v, want)
+	}
+	if d := s.Engine().Decide(Input{Text: "no puedo timbrar en Zeltia"}); d.Area != "SISTEMAS" || d.CatalogVersion != want {
+		t.Errorf("%+v", d)
+	}
+	// A broken model file is refused; the engine with the good model stays.
+	writeFile(t, path, strings.Replace(b.String(), "Zeltia", "Zelta", 1))
+	if err := s.Reload(); !errors.Is(err, ErrInvalidModel) || len(refused) != 1 {
+		t.Fatalf("reload: %v (refused %v)", err, refused)
+	}
+	if v := s.Engine().Version(); v != want {
+		t.Errorf("after a refused model: %q", v)
+	}
+	if _, err := NewStoreWithModel("", dir+"/none.json", nil, nil); err == nil {
+		t.Error("missing model file accepted")
+	}
+}

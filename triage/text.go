@@ -75,12 +75,35 @@ func stem(w string) string {
 	if len(w) <= 2 {
 		return w
 	}
-	st := spanish.Stem(w, true)
+	st := spanish.Stem(singular(w), true)
 	// Snowball keeps superlatives: "lentísimo" should meet "lento".
 	if base, ok := strings.CutSuffix(st, "isim"); ok && len(base) >= 3 {
 		return base
 	}
 	return st
+}
+
+// singular undoes the regular Spanish plural before stemming, because Snowball stems some singular
+// and plural forms apart ("taller" → "tall", "talleres" → "taller").
+func singular(w string) string {
+	n := len(w)
+	if n < 5 || w[n-1] != 's' {
+		return w
+	}
+	if w[n-2] == 'e' {
+		switch w[n-3] {
+		case 'r', 'l', 'n', 'd', 'j', 'y', 'x':
+			return w[:n-2]
+		case 'c':
+			return w[:n-3] + "z"
+		}
+		return w[:n-1]
+	}
+	switch w[n-2] {
+	case 'a', 'o', 'i', 'u':
+		return w[:n-1]
+	}
+	return w
 }
 
 // analyze turns free text into content stems: folded, tokenized, stopwords dropped, stemmed.
@@ -258,6 +281,31 @@ func squash(s string) string {
 		if isWordRune(r) || r == '.' {
 			b.WriteRune(r)
 		}
+	}
+	return b.String()
+}
+
+// dropMentions removes @handles ("@CGSI_IPN"): they name the addressee, not the matter.
+func dropMentions(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		// An @ that starts a word (not an e-mail address like ana@ipn.mx) starts a handle.
+		if c == '@' && (i == 0 || !isWordRune(rune(s[i-1]))) {
+			j := i + 1
+			for j < len(s) && (s[j] == '_' || s[j] < utf8.RuneSelf && isWordRune(rune(s[j]))) {
+				j++
+			}
+			if j > i+1 {
+				b.WriteByte(' ')
+				i = j - 1
+				continue
+			}
+		}
+		b.WriteByte(c)
 	}
 	return b.String()
 }

@@ -23,6 +23,7 @@ const (
 	detectSample        = 32 << 10
 	detectMinBytes      = 4
 	detectMinConfidence = 10
+	detectOwnBytes      = 24 // a text with this many 8-bit bytes is detected on its own
 )
 
 // charsetAliases are names seen in real mail that no registry knows, mapped to what their senders
@@ -78,9 +79,11 @@ func lookupEncoding(cs string) (enc encoding.Encoding, name string, ok bool) {
 // textDecoder turns the bytes of one message's text into UTF-8. It remembers the charset that
 // detection found for the message, so that a short raw 8-bit subject is read like the body.
 type textDecoder struct {
-	raw     []byte // the whole message, sampled for detection
-	guessed string // "" until detect ran
-	defects *[]string
+	raw       []byte // the whole message, sampled for detection
+	guessed   string // "" until detect ran
+	decl      string // the first 8-bit charset the message declares
+	declFound bool
+	defects   *[]string
 }
 
 func (d *textDecoder) defect(code string) {
@@ -131,9 +134,23 @@ func (d *textDecoder) decode(cs string, raw []byte) string {
 	return strings.ToValidUTF8(string(out), "\uFFFD")
 }
 
-// asGuessed decodes 8-bit bytes with the message's detected charset.
+// asGuessed decodes 8-bit bytes whose charset is unknown: long enough text is detected on its
+// own, short text (a subject, a name) is read like the rest of the message.
 func (d *textDecoder) asGuessed(raw []byte) string {
-	cs := d.guess()
+	cs := ""
+	if decl := d.declared(); decl != "" {
+		if enc, _, ok := lookupEncoding(decl); ok {
+			if out, err := enc.NewDecoder().Bytes(raw); err == nil && !bytes.ContainsRune(out, utf8.RuneError) {
+				return string(out)
+			}
+		}
+	}
+	if countHigh(raw) >= detectOwnBytes {
+		cs = detect(raw)
+	}
+	if cs == "" {
+		cs = d.guess()
+	}
 	if cs == "utf-8" {
 		return strings.ToValidUTF8(string(raw), "\uFFFD")
 	}
@@ -145,39 +162,80 @@ func (d *textDecoder) asGuessed(raw []byte) string {
 	return win1252(raw)
 }
 
-// guess detects the charset of the message's undeclared 8-bit text, once: the lines holding
-// 8-bit bytes (header and body) are sampled, valid UTF-8 wins, then chardet's best guess when it
-// is confident enough, else Windows-1252 (the superset of Latin-1 that most Western mail is in).
+// guess is the message's charset for undeclared 8-bit text, found once: the first charset the
+// message declares for any part (mailers write raw headers in the body's charset), else what
+// detection makes of the lines holding 8-bit bytes, else Windows-1252 (the superset of Latin-1
+// that most Western mail is in).
 func (d *textDecoder) guess() string {
 	if d.guessed != "" {
 		return d.guessed
 	}
 	d.guessed = "windows-1252"
+	if cs := d.declared(); cs != "" {
+		d.guessed = cs
+		return cs
+	}
 	var sample []byte
-	high := 0
 	for pos := 0; pos < len(d.raw) && len(sample) < detectSample; {
 		line, next := cutLine(d.raw, pos)
 		pos = next
-		if isASCII(line) || bytes.Contains(line, []byte("=?")) {
+		if !isASCII(line) {
+			sample = append(append(sample, line...), '\n')
+		}
+	}
+	if cs := detect(sample); cs != "" {
+		d.guessed = cs
+	}
+	return d.guessed
+}
+
+// declared is declaredCharset of the message, found once.
+func (d *textDecoder) declared() string {
+	if !d.declFound {
+		d.decl, d.declFound = declaredCharset(d.raw), true
+	}
+	return d.decl
+}
+
+// declaredCharset is the first charset parameter in the message that names a known 8-bit charset
+// other than UTF-8 ("" when none).
+func declaredCharset(raw []byte) string {
+	rest := asciiLower(raw[:min(len(raw), detectSample)])
+	for {
+		i := bytes.Index(rest, []byte("charset="))
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i+len("charset="):]
+		v := rest
+		if j := bytes.IndexAny(v, "; \t\r\n"); j >= 0 {
+			v = v[:j]
+		}
+		cs := cleanCharset(string(v))
+		if cs == "" || cs == "us-ascii" || cs == "utf-8" || utf7Names[cs] {
 			continue
 		}
-		for _, c := range line {
-			if c >= 0x80 {
-				high++
-			}
+		if _, name, ok := lookupEncoding(cs); ok {
+			return name
 		}
-		sample = append(append(sample, line...), '\n')
 	}
-	if high < detectMinBytes {
-		return d.guessed
+}
+
+// detect names the charset of 8-bit text: valid UTF-8, else chardet's best guess when it has
+// enough bytes and confidence; "" when it cannot tell.
+func detect(sample []byte) string {
+	if len(sample) > detectSample {
+		sample = sample[:detectSample]
+	}
+	if countHigh(sample) < detectMinBytes {
+		return ""
 	}
 	if utf8.Valid(sample) {
-		d.guessed = "utf-8"
-		return d.guessed
+		return "utf-8"
 	}
 	res, err := chardet.NewTextDetector().DetectAll(sample)
 	if err != nil {
-		return d.guessed
+		return ""
 	}
 	for _, r := range res {
 		if r.Confidence < detectMinConfidence {
@@ -188,11 +246,32 @@ func (d *textDecoder) guess() string {
 			continue // never right for 8-bit mail text that is not valid UTF-8
 		}
 		if _, _, ok := lookupEncoding(name); ok {
-			d.guessed = name
-			break
+			return name
 		}
 	}
-	return d.guessed
+	return ""
+}
+
+// asciiLower lowercases ASCII letters only, keeping every other byte (and so every offset).
+func asciiLower(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
+}
+
+func countHigh(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c >= 0x80 {
+			n++
+		}
+	}
+	return n
 }
 
 func isASCII(b []byte) bool {

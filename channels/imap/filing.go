@@ -29,6 +29,9 @@ func (s *session) file(uids imap.UIDSet, folder, keyword string) error {
 	if folder == "" || folder == s.m.o.Folder {
 		return nil
 	}
+	if err := s.recordMove(uids, folder); err != nil {
+		return err
+	}
 	if s.move {
 		if err := s.cmd(func() error { _, err := s.c.Move(uids, folder).Wait(); return err }); err != nil {
 			return fmt.Errorf("move to %s: %w", folder, err)

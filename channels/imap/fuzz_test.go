@@ -13,7 +13,7 @@ import (
 // FuzzNormalize: any input either fails with ErrUnparseable or yields valid UTF-8 text within the
 // limits, without panicking. Seeds: testdata/fuzz/FuzzNormalize plus the fixture mails.
 func FuzzNormalize(f *testing.F) {
-	for _, dir := range []string{"testdata/mail", "testdata/mail-edge"} {
+	for _, dir := range []string{"testdata/mail", "testdata/mail-edge", "testdata/lenient"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
 		for _, p := range files {
 			b, err := os.ReadFile(p)

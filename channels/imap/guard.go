@@ -31,9 +31,17 @@ var (
 	// common clients), unprefixed: "Fwd: Undeliverable: …" is a person forwarding one.
 	reBounceSubject = regexp.MustCompile(`(?i)^\s*(undeliver(able|ed)|undelivered mail|delivery status notification|delivery notification|mail delivery (failed|failure|system)|delivery (failure|failed|has failed|problem)|returned mail|return(ed)? to sender|failure notice|failed delivery|message (delivery failure|not delivered|could not be delivered|undeliverable)|mail (could not be delivered|system error|not delivered)|non[- ]?(remis|deliverable|delivery)|unzustellbar|nicht zustellbar|no se (puede|pudo) entregar|error (en la entrega|de entrega)|notificaci[óo]n de (error|estado) de entrega|nondeliverable|warning: (could not send|message .* delayed)|delayed mail|could not send message|mail failure|permanent delivery failure|loop alert|error sending message|email bounce|bounce notification|メールエラー|配信エラー|未配達|postmaster notify|your message .* (could not|was not|has not been) (be )?delivered)`)
 	reAutoSubject   = regexp.MustCompile(`(?i)^\s*(auto(matic)?[ -]?(reply|replied|response|respuesta|antwort)|autorespuesta|respuesta autom[áa]tica|out of (the )?office|fuera de (la )?oficina|ausencia|abwesen(d|heit)|r[ée]ponse automatique|risposta automatica|resposta autom[áa]tica|vacation( reply)?|on vacation|de vacaciones|absence)\b`)
-	// Body phrases of delivery failures; used only with another hint (a system-like sender or
-	// subject, an enclosed original), never alone.
-	reBounceBody = regexp.MustCompile(`(?i)(could not be delivered|couldn't be delivered|delivery (to the following recipients? )?(has )?failed|undeliverable|permanent(ly)? (error|failure|fatal)|user unknown|unknown user|mailbox (unavailable|not found|is full|full)|no such (user|recipient|mailbox)|recipient address rejected|returned to sender|message was not delivered|not member|this is the mail system|mail delivery software|i'm sorry to have to inform you|delivery to the following recipient|the following addresses had permanent|was not delivered|quota exceeded|host unknown|relay(ing)? denied|5\.\d\.\d+|no pudo ser entregado|no se pudo entregar|duplicated message-id|loop detected|unable to deliver|メールは(届|送信)|送信できませんでした)`)
+	// Body phrases of delivery failures (lowercase); used only with another hint (a system-like
+	// sender or subject, an enclosed original), never alone.
+	bounceBodyPhrases = []string{"could not be delivered", "couldn't be delivered", "delivery has failed",
+		"delivery failed", "delivery to the following recipient", "undeliverable", "permanent error",
+		"permanent failure", "permanently", "user unknown", "unknown user", "mailbox unavailable",
+		"mailbox not found", "mailbox is full", "mailbox full", "no such user", "no such recipient",
+		"no such mailbox", "recipient address rejected", "returned to sender", "was not delivered",
+		"not member", "this is the mail system", "mail delivery software", "i'm sorry to have to inform you",
+		"the following addresses had permanent", "quota exceeded", "host unknown", "relaying denied",
+		"relay denied", "no pudo ser entregado", "no se pudo entregar", "duplicated message-id",
+		"loop detected", "unable to deliver", "メールは届", "送信できませんでした", "status: 5.", "550 5.", "554 5."}
 	reFwdPrefix  = regexp.MustCompile(`(?i)^\s*(fwd?|rv|re|enc|tr|wg|aw|sv|vs)\s*:`)
 	reListHeader = []string{"List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "Mailing-List", "X-Mailing-List", "X-ML-Name", "X-MLServer"}
 )
@@ -82,10 +90,9 @@ func classifyAuto(h textproto.Header, m *Message, body []byte) (autoSubmitted, r
 		return as, AutoReply, bulk
 	case !forwardedByPerson && reAutoSubject.MatchString(subject):
 		return as, AutoReply, bulk
-	case !forwardedByPerson && reBounceSubject.MatchString(subject) && (bounceText(m.Body) || m.Forwarded || noReplySender(local)):
+	case !forwardedByPerson && reBounceSubject.MatchString(subject) && (m.Forwarded || noReplySender(local) || bounceText(m.Body)):
 		return as, AutoBounce, bulk
-	case !forwardedByPerson && bounceText(m.Body) && (m.Forwarded || noReplySender(local) || hasEnclosedHeader(body)) &&
-		(reBounceSubject.MatchString(subject) || noReplySender(local)):
+	case !forwardedByPerson && noReplySender(local) && (m.Forwarded || hasEnclosedHeader(body)) && bounceText(m.Body):
 		return as, AutoBounce, bulk
 	}
 	return as, "", bulk
@@ -121,7 +128,13 @@ func bounceText(s string) bool {
 	if len(s) > 16<<10 {
 		s = s[:16<<10]
 	}
-	return reBounceBody.MatchString(s)
+	s = strings.ToLower(s)
+	for _, p := range bounceBodyPhrases {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasEnclosedHeader reports an original message's header quoted in the body (the way old MTAs

@@ -15,6 +15,7 @@ type lenientCase struct {
 	Defects   []string `json:"defects"`
 	Forwarded *bool    `json:"forwarded"`
 	Bulk      *string  `json:"bulk"`
+	Files     []string `json:"attachments"`
 	Note      string   `json:"note"`
 }
 
@@ -52,6 +53,15 @@ func TestLenientReader(t *testing.T) {
 			}
 			if c.Forwarded != nil && m.Forwarded != *c.Forwarded {
 				t.Errorf("forwarded %v, want %v", m.Forwarded, *c.Forwarded)
+			}
+			for _, want := range c.Files {
+				found := false
+				for _, a := range m.Attachments {
+					found = found || a.Name == want
+				}
+				if !found {
+					t.Errorf("attachments %+v lack %s", m.Attachments, want)
+				}
 			}
 			if c.Bulk != nil && m.Bulk != *c.Bulk {
 				t.Errorf("bulk %q, want %q", m.Bulk, *c.Bulk)

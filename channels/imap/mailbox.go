@@ -108,12 +108,20 @@ func (m *Mailbox) Run(ctx context.Context, sink channels.Sink) error {
 	return nil
 }
 
-// work runs sessions, backing off between failures, until ctx ends.
+// work runs sessions, backing off between failures, until ctx ends. The backoff starts again from
+// MinBackoff after a session that completed a sync (a server that crashed once is retried at
+// once), and while the server refuses connections it grows to RedialBackoff only: a refused dial
+// costs the server nothing, and the mailbox is back within about that long of the server.
 func (m *Mailbox) work(ctx context.Context, sink channels.Sink) {
 	backoff := m.o.MinBackoff
 	for ctx.Err() == nil {
-		start := time.Now()
-		err := m.session(ctx, sink)
+		synced := false
+		err := m.session(ctx, sink, func() {
+			if !synced {
+				synced = true
+				m.m.reconnectBackoff.WithLabelValues(m.o.Name).Set(0)
+			}
+		})
 		m.m.connected.WithLabelValues(m.o.Name).Set(0)
 		if ctx.Err() != nil {
 			return
@@ -121,15 +129,23 @@ func (m *Mailbox) work(ctx context.Context, sink channels.Sink) {
 		if errors.Is(err, ErrLeaseLost) {
 			return
 		}
-		if time.Since(start) > 2*m.o.MaxBackoff {
+		if synced {
 			backoff = m.o.MinBackoff
 		}
+		if errors.Is(err, errUnreachable) {
+			backoff = min(backoff, m.o.RedialBackoff)
+		}
 		m.setHealth(false, "down: "+errString(err))
+		m.m.reconnectBackoff.WithLabelValues(m.o.Name).Set(backoff.Seconds())
 		m.log.Warn("imap session ended; reconnecting", "err", err, "in", backoff)
 		if !sleep(ctx, jitter(backoff)) {
 			return
 		}
-		backoff = min(backoff*2, m.o.MaxBackoff)
+		next := min(backoff*2, m.o.MaxBackoff)
+		if errors.Is(err, errUnreachable) {
+			next = min(next, m.o.RedialBackoff)
+		}
+		backoff = next
 	}
 }
 
@@ -167,17 +183,21 @@ type metrics struct {
 	fetched, published, duplicates *prometheus.CounterVec
 	suppressed, quarantined        *prometheus.CounterVec
 	lastSync, connected            *prometheus.GaugeVec
+	reconnectBackoff               *prometheus.GaugeVec
+	moveRecovered                  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		fetched:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_fetched_total", Help: "Messages fetched from the mailbox."}, []string{"mailbox"}),
-		published:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_published_total", Help: "Requests published from the mailbox (JetStream acknowledged)."}, []string{"mailbox"}),
-		duplicates:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_duplicates_total", Help: "Messages whose Message-ID already created a request."}, []string{"mailbox"}),
-		suppressed:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_suppressed_total", Help: "Auto-replies and bounces archived and moved aside without a request."}, []string{"mailbox", "reason"}),
-		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_quarantined_total", Help: "Poison messages moved to quarantine and dead-lettered."}, []string{"mailbox", "reason"}),
-		lastSync:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_last_sync_timestamp_seconds", Help: "Unix time of the last complete sync of the mailbox."}, []string{"mailbox"}),
-		connected:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_connected", Help: "1 while this process is connected to the mailbox and holds its lease."}, []string{"mailbox"}),
+		fetched:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_fetched_total", Help: "Messages fetched from the mailbox."}, []string{"mailbox"}),
+		published:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_published_total", Help: "Requests published from the mailbox (JetStream acknowledged)."}, []string{"mailbox"}),
+		duplicates:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_duplicates_total", Help: "Messages whose Message-ID already created a request."}, []string{"mailbox"}),
+		suppressed:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_suppressed_total", Help: "Auto-replies and bounces archived and moved aside without a request."}, []string{"mailbox", "reason"}),
+		quarantined:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_quarantined_total", Help: "Poison messages moved to quarantine and dead-lettered."}, []string{"mailbox", "reason"}),
+		lastSync:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_last_sync_timestamp_seconds", Help: "Unix time of the last complete sync of the mailbox."}, []string{"mailbox"}),
+		connected:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_connected", Help: "1 while this process is connected to the mailbox and holds its lease."}, []string{"mailbox"}),
+		reconnectBackoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_reconnect_backoff_seconds", Help: "Current reconnect backoff of the mailbox (0 once a sync completed)."}, []string{"mailbox"}),
+		moveRecovered:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_move_recovered_total", Help: "Messages of an interrupted move found already copied to the destination folder and removed from the source instead of being copied again."}, []string{"mailbox"}),
 	}
 	if reg == nil {
 		return m
@@ -190,6 +210,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.quarantined = register(reg, m.quarantined)
 	m.lastSync = register(reg, m.lastSync)
 	m.connected = register(reg, m.connected)
+	m.reconnectBackoff = register(reg, m.reconnectBackoff)
+	m.moveRecovered = register(reg, m.moveRecovered)
 	return m
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net/http"
 	netmail "net/mail"
 	"strings"
 	"time"
@@ -160,6 +161,13 @@ func (w *walker) entity(h textproto.Header, body []byte, depth int) (string, err
 		return w.forwarded(decodeTransferBytes(cte, body), depth)
 	case (mt == "text/plain" || mt == "text/html" || mt == "text/enriched" || mt == "text/richtext") && !attachment:
 		raw := decodeTransferBytes(cte, limit(body, maxHTMLBytes))
+		if sniffed := sniffBinary(raw); sniffed != "" {
+			// An image or PDF labelled as text (seen from broken mailers): an attachment.
+			if name == "" {
+				name = "adjunto"
+			}
+			return "", w.attachment(name, sniffed, bytes.NewReader(decodeTransferBytes(cte, body)))
+		}
 		s := w.dec.decode(params["charset"], raw)
 		if mt == "text/html" {
 			s = htmlToText(s)
@@ -175,6 +183,16 @@ func (w *walker) entity(h textproto.Header, body []byte, depth int) (string, err
 		name = "adjunto"
 	}
 	return "", w.attachment(name, mt, bytes.NewReader(decodeTransferBytes(cte, body)))
+}
+
+// sniffBinary names the type of an image, PDF or archive by its magic bytes; "" for anything else.
+func sniffBinary(b []byte) string {
+	t, _, _ := strings.Cut(http.DetectContentType(b), ";")
+	switch {
+	case strings.HasPrefix(t, "image/"), t == "application/pdf", t == "application/zip", t == "application/x-gzip":
+		return t
+	}
+	return ""
 }
 
 func limit(b []byte, n int) []byte {

@@ -90,6 +90,10 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the reconnect backoff (exponential with full jitter);
 	// defaults 500 ms and 2 min.
 	MinBackoff, MaxBackoff time.Duration
+	// RedialBackoff caps the backoff while the server cannot be reached at all (connection
+	// refused, no greeting); default 1 s, so the mailbox reconnects within about a second of
+	// the server's return. Login and protocol failures back off up to MaxBackoff.
+	RedialBackoff time.Duration
 	// Units is the IPN unit list for signatures; default the embedded config list.
 	Units *config.Units
 	// Logger defaults to a discarding logger; Registerer to none (metrics kept but not exported).
@@ -186,6 +190,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.RedialBackoff <= 0 {
+		o.RedialBackoff = time.Second
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 2 * time.Minute

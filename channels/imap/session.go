@@ -19,6 +19,10 @@ import (
 // then closed and the session restarts.
 var ErrTimeout = errors.New("imap command timed out")
 
+// errUnreachable marks a session that never reached the server's greeting (refused, reset, no
+// answer): retried at the short RedialBackoff.
+var errUnreachable = errors.New("server unreachable")
+
 // Keywords set in flag-only mode.
 const (
 	KeywordProcessed   = "$CauProcesado"
@@ -71,7 +75,7 @@ func (m *Mailbox) dial(ctx context.Context, s *session) (*imapclient.Client, err
 	defer cancel()
 	conn, err := o.Dial(dctx, "tcp", o.Host)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", o.Host, err)
+		return nil, fmt.Errorf("dial %s: %w: %w", o.Host, errUnreachable, err)
 	}
 	host, _, _ := net.SplitHostPort(o.Host)
 	tlsConfig := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -124,15 +128,15 @@ func (m *Mailbox) dial(ctx context.Context, s *session) (*imapclient.Client, err
 	}
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("greeting %s: %w", o.Host, err)
+		return nil, fmt.Errorf("greeting %s: %w: %w", o.Host, errUnreachable, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return c, nil
 }
 
 // session connects, selects the folder and syncs, then waits for new mail (IDLE or polling) and
-// syncs again, until ctx ends or something fails.
-func (m *Mailbox) session(ctx context.Context, sink channels.Sink) error {
+// syncs again, until ctx ends or something fails. synced is called after every complete sync.
+func (m *Mailbox) session(ctx context.Context, sink channels.Sink, synced func()) error {
 	s := &session{m: m, ctx: ctx, sink: sink, newMail: make(chan struct{}, 1)}
 	c, err := m.dial(ctx, s)
 	if err != nil {
@@ -177,6 +181,9 @@ func (m *Mailbox) session(ctx context.Context, sink channels.Sink) error {
 			return err
 		}
 	}
+	if err := s.recoverMove(); err != nil {
+		return err
+	}
 	m.m.connected.WithLabelValues(o.Name).Set(1)
 	mode := "idle"
 	if !s.idle {
@@ -188,6 +195,7 @@ func (m *Mailbox) session(ctx context.Context, sink channels.Sink) error {
 		if err := s.sync(); err != nil {
 			return err
 		}
+		synced()
 		if err := s.wait(); err != nil {
 			return err
 		}

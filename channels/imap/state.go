@@ -21,6 +21,19 @@ var ErrLeaseLost = errors.New("mailbox lease lost")
 type Checkpoint struct {
 	UIDValidity uint32 `json:"uidvalidity"`
 	LastUID     uint32 `json:"last_uid"`
+	// Move, while set, is a move to another folder that was started and not yet confirmed: if the
+	// connection dies in it, the next session finds the copies it made and does not copy again.
+	Move *Move `json:"move,omitempty"`
+}
+
+// Move records a MOVE (or COPY + EXPUNGE) in flight: the source UIDs (as [first, last] ranges)
+// and the destination folder's UIDVALIDITY and UIDNEXT just before it, so that every copy the move
+// made has a destination UID from DestUIDNext on.
+type Move struct {
+	UIDs            [][2]uint32 `json:"uids"`
+	Folder          string      `json:"folder"`
+	DestUIDValidity uint32      `json:"dest_uidvalidity"`
+	DestUIDNext     uint32      `json:"dest_uidnext"`
 }
 
 func checkpointKey(name string) string { return "imap." + name + ".checkpoint" }

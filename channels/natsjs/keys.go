@@ -10,6 +10,7 @@ import (
 // writes the bucket builds its keys here:
 //
 //	<request id>              the request's index entry (RequestState), see StateKey
+//	received.<request id>     the intake's note that the request arrived, see ReceivedKey
 //	mid.<sha256>              a Message-ID (of a mail taken in, or of a notice sent) → request id
 //	mid.raw-<sha256>          a mail without Message-ID, by its bytes → request id
 //	idem.desk.<hash>          a desk client's idempotency key → the request it created
@@ -21,6 +22,9 @@ func (k RequestKey) String() string { return string(k) }
 
 // StateKey is the key of a request's index entry: the request id itself.
 func StateKey(requestID string) RequestKey { return RequestKey(requestID) }
+
+// ReceivedKey is the key of the intake's "received" note of a request (see state.go).
+func ReceivedKey(requestID string) RequestKey { return RequestKey("received." + requestID) }
 
 // NormalizeMessageID is the form a Message-ID is compared and hashed in: no angle brackets, no
 // blanks, lowercased.

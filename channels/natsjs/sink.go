@@ -150,7 +150,7 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 	if !ack.Duplicate {
 		// Best effort and pipelined: the request is durable already; the index entry only lets
 		// GET /api/v1/requests/{id} answer "received" before triage. It never overwrites a later state.
-		if _, err := s.h.JS.PublishMsgAsync(StateMsg(req.ID, RequestState{State: StateReceived, InboundSeq: ack.Sequence}, true)); err != nil {
+		if _, err := s.h.JS.PublishMsgAsync(ReceivedMsg(req.ID, ack.Sequence)); err != nil {
 			s.log.Warn("index received state", "id", req.ID, "err", err)
 		}
 	}

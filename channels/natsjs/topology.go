@@ -153,6 +153,8 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, t Topology) (*H
 			return nil, err
 		}
 	}
+	// Reads of the index and of the leases must see writes made through other replicas.
+	h.Requests, h.Leases = LeaderReads(h.Requests, js), LeaderReads(h.Leases, js)
 	return h, nil
 }
 

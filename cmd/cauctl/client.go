@@ -14,6 +14,8 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/audit"
+	"github.com/ipn-cgsi/caud/triage/search"
 )
 
 // maxResponseBytes bounds what the client reads of one response; a triaged item with its text is far
@@ -129,8 +131,17 @@ type RequestView struct {
 	Queue     string           `json:"queue"`
 	Folio     string           `json:"folio"`
 	UpdatedAt string           `json:"updated_at"`
-	Raw       json.RawMessage  `json:"-"`
+	// History is who did what, oldest first; servers before the audit trail send none.
+	History []HistoryEvent  `json:"history"`
+	Raw     json.RawMessage `json:"-"`
 }
+
+// HistoryEvent, SearchResult and Found are the server's types: the JSON contract is theirs.
+type (
+	HistoryEvent = audit.Event
+	SearchResult = search.Result
+	Found        = search.Summary
+)
 
 // Submission is the body of POST /api/v1/requests (desk intake, Script de atención).
 type Submission struct {
@@ -225,11 +236,13 @@ func (c *Client) Claim(ctx context.Context, queue, agent string) (*Claim, error)
 	return &cl, nil
 }
 
-// Done finishes a lease; folio (the SAI folio) may be empty.
-func (c *Client) Done(ctx context.Context, lease, folio string) (*LeaseResult, error) {
+// Done finishes a lease with the SAI folio, or with noFolio, the reason an sai item has none (both
+// may be empty outside the sai queue).
+func (c *Client) Done(ctx context.Context, lease, folio, noFolio string) (*LeaseResult, error) {
 	body := struct {
-		Folio string `json:"folio,omitempty"`
-	}{folio}
+		Folio         string `json:"folio,omitempty"`
+		NoFolioReason string `json:"no_folio_reason,omitempty"`
+	}{folio, noFolio}
 	return c.lease(ctx, lease, "done", body)
 }
 
@@ -273,6 +286,19 @@ func (c *Client) Request(ctx context.Context, id string) (*RequestView, error) {
 	}
 	v.Raw = raw
 	return &v, nil
+}
+
+// Search calls GET /api/v1/requests with the query's parameters; raw is the server's answer.
+func (c *Client) Search(ctx context.Context, q search.Query) (r *SearchResult, raw json.RawMessage, err error) {
+	r = new(SearchResult)
+	path := "/api/v1/requests"
+	if v := q.Values(); len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	if raw, err = c.json(ctx, http.MethodGet, path, nil, r, http.StatusOK); err != nil {
+		return nil, nil, err
+	}
+	return r, raw, nil
 }
 
 // Submit calls POST /api/v1/requests.

@@ -54,19 +54,24 @@ func (a *app) cmdClaim(args []string) int {
 	return exitOK
 }
 
-// cmdDone finishes a leased item, with the SAI folio when there is one.
+// cmdDone finishes a leased item with the SAI folio it was registered under; an item without
+// one (only outside the sai queue, or with --sin-folio and the reason) needs no folio.
 func (a *app) cmdDone(args []string) int {
-	fs := a.flags("done", "ASIGNACIÓN [--folio FOLIO]")
-	folio := fs.String("folio", "", "folio del SAI, p. ej. SAI-2025-001234")
+	fs := a.flags("done", "ASIGNACIÓN (--folio FOLIO | --sin-folio MOTIVO)")
+	folio := fs.String("folio", "", "folio del SAI, p. ej. SAI-2025-001234 (obligatorio en la cola sai)")
+	noFolio := fs.String("sin-folio", "", "por qué un elemento de la cola sai no tiene folio, p. ej. «duplicado de SAI-2025-001200»")
 	lease, c, code, ok := a.leaseArgs(fs, args)
 	if !ok {
 		return code
 	}
+	if strings.TrimSpace(*folio) != "" && strings.TrimSpace(*noFolio) != "" {
+		return a.usageErr("done: use --folio o --sin-folio, no ambos")
+	}
 	ctx, cancel := a.ctx()
 	defer cancel()
-	r, err := c.Done(ctx, lease, strings.TrimSpace(*folio))
+	r, err := c.Done(ctx, lease, strings.TrimSpace(*folio), strings.TrimSpace(*noFolio))
 	if err != nil {
-		return a.leaseFail(err, c, nil, fs.Name(), lease)
+		return a.leaseFail(err, c, map[string]string{"folio": "--folio", "no_folio_reason": "--sin-folio"}, fs.Name(), lease)
 	}
 	if a.json {
 		a.writeJSON(r.Raw)
@@ -187,9 +192,9 @@ func (a *app) leaseArgs(fs *flag.FlagSet, args []string) (string, *Client, int, 
 	return lease, c, 0, true
 }
 
-// leaseFail is fail for the lease commands: a 410 says the lease is gone and what to do now.
+// leaseFail is fail for the lease commands: a 410 says the lease expired and what to do now.
 func (a *app) leaseFail(err error, c *Client, labels map[string]string, action, lease string) int {
-	gone := fmt.Sprintf("error: la asignación %s expiró o no existe; el elemento ya no está a su nombre.\n", lease) +
+	gone := fmt.Sprintf("error: la asignación %s expiró; el elemento ya no está a su nombre.\n", lease) +
 		"  Tome otro elemento con «cauctl claim COLA».\n"
 	if action == "done" {
 		gone += "  Si ya lo registró en el SAI, no lo registre de nuevo cuando vuelva a aparecer en la cola.\n"

@@ -23,6 +23,7 @@ type mailExpect struct {
 	TextContains []string        `json:"expect_text_contains"`
 	TextExact    *string         `json:"expect_text_exact"`
 	Kind         json.RawMessage `json:"expect_kind"`
+	TNEFFiles    []string        `json:"expect_tnef_files"`
 }
 
 // suppressKinds are the expect_kind values of machine-generated mail, which the intake must
@@ -55,6 +56,7 @@ type mailResult struct {
 	SubjectOK  *bool    `json:"subject_ok,omitempty"`
 	TextOK     *bool    `json:"text_ok,omitempty"`
 	KindOK     *bool    `json:"kind_ok,omitempty"`
+	TNEFFiles  []string `json:"tnef_files,omitempty"`
 	Mismatches []string `json:"mismatches,omitempty"`
 
 	body string // the whole readable text, compared with the manifest
@@ -75,6 +77,8 @@ type mailSummary struct {
 	Texts       ratio          `json:"texts"`
 	AutoCaught  ratio          `json:"auto_suppressed"`
 	KeptAsReq   ratio          `json:"lookalikes_kept"`
+	TNEF        int            `json:"tnef_streams"`
+	TNEFFiles   ratio          `json:"tnef_files"`
 }
 
 type ratio struct {
@@ -164,7 +168,7 @@ func emlFiles(dir string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() && strings.EqualFold(filepath.Ext(p), ".eml") {
+		if ext := strings.ToLower(filepath.Ext(p)); !d.IsDir() && (ext == ".eml" || ext == ".tnef") {
 			out = append(out, p)
 		}
 		return nil
@@ -208,6 +212,9 @@ func checkMailFile(path, rel string, maxBytes int64) (res mailResult) {
 	if err != nil {
 		return mailResult{File: rel, Outcome: "crash", Detail: err.Error()}
 	}
+	if strings.EqualFold(filepath.Ext(path), ".tnef") {
+		return checkTNEF(rel, raw)
+	}
 	v := imap.Assess(raw, maxBytes)
 	res.Outcome, res.Reason, res.Detail = v.Outcome, v.Reason, v.Detail
 	if m := v.Message; m != nil {
@@ -221,7 +228,46 @@ func checkMailFile(path, rel string, maxBytes int64) (res mailResult) {
 	return res
 }
 
+// checkTNEF reads a raw winmail.dat stream as the reader does inside a mail.
+func checkTNEF(rel string, raw []byte) mailResult {
+	res := mailResult{File: rel, Outcome: "tnef"}
+	s, err := imap.InspectTNEF(raw)
+	if err != nil {
+		res.Outcome, res.Reason, res.Detail = imap.VerdictQuarantined, imap.ReasonUnparseable, err.Error()
+		return res
+	}
+	res.body = s.Text
+	res.Excerpt = excerpt(s.Text, 160)
+	res.TNEFFiles = s.Files
+	if s.Truncated {
+		res.Defects = []string{imap.DefectTNEF}
+	}
+	return res
+}
+
 func compareMail(res *mailResult, e *mailExpect, sum *mailSummary) {
+	if len(e.TNEFFiles) > 0 && res.Outcome == "tnef" {
+		// The source lists the body as a file too (body.rtf, body.html): here it is the text.
+		ok := true
+		for _, want := range e.TNEFFiles {
+			if strings.HasPrefix(want, "body.") {
+				if strings.TrimSpace(res.body) == "" {
+					ok = false
+					res.Mismatches = append(res.Mismatches, "tnef: falta el texto del cuerpo ("+want+")")
+				}
+				continue
+			}
+			found := false
+			for _, f := range res.TNEFFiles {
+				found = found || f == want
+			}
+			if !found {
+				ok = false
+				res.Mismatches = append(res.Mismatches, fmt.Sprintf("tnef: falta el archivo %q", want))
+			}
+		}
+		sum.TNEFFiles.add(ok)
+	}
 	if e.Subject != nil && res.Outcome != "crash" {
 		ok := squeeze(res.Subject) == squeeze(*e.Subject)
 		res.SubjectOK = sum.Subjects.add(ok)
@@ -269,6 +315,10 @@ func compareMail(res *mailResult, e *mailExpect, sum *mailSummary) {
 }
 
 func (s *mailSummary) count(r *mailResult) {
+	if r.Outcome == "tnef" {
+		s.TNEF++
+		return
+	}
 	s.Files++
 	switch r.Outcome {
 	case imap.VerdictRequest:
@@ -317,6 +367,8 @@ func printMailResult(w io.Writer, r *mailResult) {
 		fmt.Fprintf(w, "  resultado:  suprimido (%s)\n", r.Reason)
 	case imap.VerdictQuarantined:
 		fmt.Fprintf(w, "  resultado:  cuarentena (%s): %s\n", r.Reason, r.Detail)
+	case "tnef":
+		fmt.Fprintf(w, "  resultado:  winmail.dat con %d archivo(s): %s\n", len(r.TNEFFiles), strings.Join(r.TNEFFiles, ", "))
 	default:
 		fmt.Fprintf(w, "  resultado:  FALLO: %s\n", r.Detail)
 	}
@@ -333,6 +385,9 @@ func printMailSummary(w io.Writer, s *mailSummary, withExpect bool) {
 	fmt.Fprintf(w, "  en cuarentena:            %s, ilegibles %s\n", pct(s.Quarantined), pct(s.Unreadable))
 	fmt.Fprintf(w, "  fallos:                   %d\n", s.Crashes)
 	fmt.Fprintf(w, "  con defectos:             %s\n", pct(s.WithDefects))
+	if s.TNEF > 0 {
+		fmt.Fprintf(w, "  winmail.dat sueltos:      %d\n", s.TNEF)
+	}
 	printCounts(w, "  motivos:", s.Reasons)
 	printCounts(w, "  defectos:", s.Defects)
 	if withExpect {
@@ -340,6 +395,9 @@ func printMailSummary(w io.Writer, s *mailSummary, withExpect bool) {
 		fmt.Fprintf(w, "  textos como el manifiesto:           %s\n", s.Texts)
 		fmt.Fprintf(w, "  rebotes y respuestas automáticas suprimidos: %s\n", s.AutoCaught)
 		fmt.Fprintf(w, "  parecidos a rebotes que son solicitudes:     %s\n", s.KeptAsReq)
+		if s.TNEFFiles.Total > 0 {
+			fmt.Fprintf(w, "  winmail.dat leídos como el manifiesto:       %s\n", s.TNEFFiles)
+		}
 	}
 }
 

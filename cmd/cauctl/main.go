@@ -82,11 +82,12 @@ func commands() []command {
 		{"status", "", "estado del servidor (verificaciones de /readyz) y de las colas", (*app).cmdStatus},
 		{"queues", "", "tabla de colas: pendientes, en curso, antigüedad", (*app).cmdQueues},
 		{"claim", "COLA [--agent NOMBRE]", "tomar el siguiente elemento de una cola (sale con 3 si está vacía)", (*app).cmdClaim},
-		{"done", "ASIGNACIÓN [--folio FOLIO]", "terminar un elemento tomado (registrado en el SAI)", (*app).cmdDone},
+		{"done", "ASIGNACIÓN (--folio FOLIO | --sin-folio MOTIVO)", "terminar un elemento tomado (registrado en el SAI)", (*app).cmdDone},
 		{"release", "ASIGNACIÓN", "devolver un elemento tomado a su cola", (*app).cmdRelease},
 		{"extend", "ASIGNACIÓN [--for 15m]", "conservar un elemento tomado por más tiempo", (*app).cmdExtend},
 		{"reroute", "ASIGNACIÓN --outcome RESULTADO [--service ID] [--kind TIPO] [--target DESTINO] [--note NOTA]", "corregir el triaje y mover el elemento a otra cola", (*app).cmdReroute},
-		{"show", "ID", "ver una solicitud, su triaje y su estado", (*app).cmdShow},
+		{"show", "ID", "ver una solicitud, su triaje, su estado y su historial", (*app).cmdShow},
+		{"find", "[PALABRAS] [--folio F] [--email E] [--name N] [--unit U] [--state S] [...]", "buscar solicitudes (la más reciente primero)", (*app).cmdFind},
 		{"submit", "--channel phone|in_person --description TEXTO|- [...]", "registrar una solicitud por teléfono o presencial", (*app).cmdSubmit},
 		{"memo", "ARCHIVO [--email CORREO] [--unit UNIDAD]", "registrar un oficio escaneado (PDF o imagen; OCR en el servidor)", (*app).cmdMemo},
 		{"triage corrections", "[--out ARCHIVO]", "exportar las correcciones de los agentes como ejemplos etiquetados (JSONL)", (*app).cmdTriageCorrections},
@@ -330,6 +331,8 @@ func (a *app) fail(err error, c *Client, fieldLabels map[string]string, gone str
 		}
 	case http.StatusNotFound:
 		fmt.Fprintln(w, "error: no encontrado")
+	case http.StatusConflict:
+		fmt.Fprintln(w, "error: no se puede en el estado actual")
 	case http.StatusBadRequest:
 		fmt.Fprintln(w, "error: el servidor rechazó los datos")
 	default:

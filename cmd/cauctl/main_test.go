@@ -369,6 +369,40 @@ func TestDoneWithoutFolioSendsNoFolio(t *testing.T) {
 	}
 }
 
+func TestDoneSinFolio(t *testing.T) {
+	f := newFake(t, map[string]http.HandlerFunc{"POST /api/v1/leases/L1/done": reply(200, `{"state":"done"}`)})
+	code, out, errOut := f.run("done", "L1", "--sin-folio", "duplicado de SAI-2025-001200")
+	wantCode(t, code, exitOK, out, errOut)
+	wantBody(t, f.only(), map[string]any{"no_folio_reason": "duplicado de SAI-2025-001200"})
+	code, out, errOut = f.run("done", "L1", "--folio", "F", "--sin-folio", "x")
+	wantCode(t, code, exitUsage, out, errOut)
+}
+
+// TestDoneFolioRequired shows the server's refusal of a folio-less sai item with the flags to use.
+func TestDoneFolioRequired(t *testing.T) {
+	f := newFake(t, map[string]http.HandlerFunc{"POST /api/v1/leases/L1/done": reply(400,
+		`{"error":"Un elemento de la cola sai se termina con el folio con que se registró en el SAI.","fields":{"folio":"Indique el folio del SAI."}}`)})
+	code, out, errOut := f.run("done", "L1")
+	wantCode(t, code, exitErr, out, errOut)
+	wantContains(t, "stderr", errOut, "folio con que se registró en el SAI", "--folio")
+}
+
+func TestLeaseFinishedOrUnknown(t *testing.T) {
+	f := newFake(t, map[string]http.HandlerFunc{
+		"POST /api/v1/leases/L1/done":    reply(409, `{"error":"La asignación ya se terminó el 14/10/2025 10:03; no hace falta hacer nada más."}`),
+		"POST /api/v1/leases/L2/release": reply(404, `{"error":"No existe una asignación con ese identificador."}`),
+	})
+	code, out, errOut := f.run("done", "L1", "--folio", "F")
+	wantCode(t, code, exitErr, out, errOut)
+	wantContains(t, "stderr", errOut, "ya se terminó")
+	if strings.Contains(errOut, "expiró") {
+		t.Errorf("a finished lease is reported expired: %s", errOut)
+	}
+	code, out, errOut = f.run("release", "L2")
+	wantCode(t, code, exitErr, out, errOut)
+	wantContains(t, "stderr", errOut, "No existe una asignación")
+}
+
 func TestLeaseIDIsEscaped(t *testing.T) {
 	f := newFake(t, map[string]http.HandlerFunc{"POST /api/v1/leases/a%2Fb/release": reply(200, `{"state":"queued"}`)})
 	code, out, errOut := f.run("release", "a/b")
@@ -445,7 +479,7 @@ func TestLeaseGone(t *testing.T) {
 	} {
 		code, out, errOut := f.run(args...)
 		wantCode(t, code, exitErr, out, errOut)
-		wantContains(t, args[0]+" stderr", errOut, "la asignación L9 expiró o no existe", "cauctl claim", "lease expired")
+		wantContains(t, args[0]+" stderr", errOut, "la asignación L9 expiró;", "cauctl claim", "lease expired")
 		// Only done warns about registering twice in the SAI: the agent may already have done so.
 		if warned := strings.Contains(errOut, "no lo registre de nuevo"); warned != (args[0] == "done") {
 			t.Errorf("%s: SAI duplicate warning shown=%v", args[0], warned)

@@ -18,7 +18,8 @@ func offlineCommands() []command {
 		{"catalog check", "ARCHIVO", "validar un catálogo YAML (sin servidor)", (*app).cmdCatalogCheck},
 		{"triage explain", "[--catalog ARCHIVO] [--subject ASUNTO] TEXTO…", "explicar la decisión de triaje para un texto (sin servidor)", (*app).cmdTriageExplain},
 		{"mail check", "DIR [--expect manifest.jsonl] [--misses]", "leer una carpeta de correos .eml como lo haría el buzón e informar (sin servidor)", (*app).cmdMailCheck},
-		{"triage eval", "ARCHIVO.jsonl [--catalog ARCHIVO]", "medir el triaje contra ejemplos etiquetados (sin servidor)", (*app).cmdTriageEval},
+		{"triage eval", "ARCHIVO.jsonl [--catalog ARCHIVO] [--model MODELO]", "medir el triaje contra ejemplos etiquetados (sin servidor)", (*app).cmdTriageEval},
+		{"triage learn", "CORRECCIONES.jsonl [--catalog ARCHIVO] [--model ACTUAL] [--guard EJEMPLOS.jsonl] --out MODELO", "aprender de las correcciones de los agentes; se promueve sólo si mejora (sin servidor)", (*app).cmdTriageLearn},
 	}
 }
 
@@ -75,8 +76,9 @@ func (a *app) catalog(path string) (*triage.Catalog, bool) {
 // cmdTriageExplain prints the engine's decision for a text, as an agent would see it in claim.
 // TEXTO may be "-" to read the text from standard input.
 func (a *app) cmdTriageExplain(args []string) int {
-	fs := a.flags("triage explain", "[--catalog ARCHIVO] [--subject ASUNTO] TEXTO…")
+	fs := a.flags("triage explain", "[--catalog ARCHIVO] [--model MODELO] [--subject ASUNTO] TEXTO…")
 	path := fs.String("catalog", "", "catálogo YAML (predeterminado: el incluido en cauctl)")
+	modelPath := fs.String("model", "", "modelo aprendido de las correcciones (cauctl triage learn)")
 	subject := fs.String("subject", "", "asunto de la solicitud")
 	channel := fs.String("channel", "", "canal (email, phone, …), sólo como pista")
 	pos, code, ok := a.parse(fs, args, 1, false)
@@ -95,11 +97,11 @@ func (a *app) cmdTriageExplain(args []string) int {
 	if strings.TrimSpace(text) == "" && strings.TrimSpace(*subject) == "" {
 		return a.usageErr("triage explain: el texto está vacío")
 	}
-	c, ok := a.catalog(*path)
+	e, ok := a.engine(*path, *modelPath)
 	if !ok {
 		return exitErr
 	}
-	t := triage.NewEngine(c).Decide(triage.Input{Subject: *subject, Text: text, Channel: *channel})
+	t := e.Decide(triage.Input{Subject: *subject, Text: text, Channel: *channel})
 	raw, err := json.Marshal(t)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "error: %v\n", err)
@@ -121,32 +123,22 @@ func (a *app) cmdTriageExplain(args []string) int {
 
 // cmdTriageEval runs the engine over labelled examples (JSON Lines) and prints the report.
 func (a *app) cmdTriageEval(args []string) int {
-	fl := a.flags("triage eval", "ARCHIVO.jsonl [--catalog ARCHIVO]")
+	fl := a.flags("triage eval", "ARCHIVO.jsonl [--catalog ARCHIVO] [--model MODELO]")
 	path := fl.String("catalog", "", "catálogo YAML (predeterminado: el incluido en cauctl)")
+	modelPath := fl.String("model", "", "modelo aprendido de las correcciones (cauctl triage learn)")
 	pos, code, ok := a.parse(fl, args, 1, true)
 	if !ok {
 		return code
 	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			fmt.Fprintf(a.stderr, "error: no existe el archivo %s\n", pos[0])
-		} else {
-			fmt.Fprintf(a.stderr, "error: %v\n", err)
-		}
-		return exitErr
-	}
-	defer f.Close()
-	ex, err := triage.ReadExamples(f)
-	if err != nil {
-		fmt.Fprintf(a.stderr, "error: leer los ejemplos de %s: %v\n", pos[0], err)
-		return exitErr
-	}
-	c, ok := a.catalog(*path)
+	ex, ok := a.examples(pos[0])
 	if !ok {
 		return exitErr
 	}
-	rep := triage.Evaluate(triage.NewEngine(c), ex)
+	e, ok := a.engine(*path, *modelPath)
+	if !ok {
+		return exitErr
+	}
+	rep := triage.Evaluate(e, ex)
 	if a.json {
 		raw, err := json.Marshal(rep)
 		if err != nil {
@@ -158,4 +150,136 @@ func (a *app) cmdTriageEval(args []string) int {
 	}
 	rep.Format(a.stdout)
 	return exitOK
+}
+
+// examples reads a labelled JSON Lines file, reporting errors in Spanish.
+func (a *app) examples(path string) ([]triage.Example, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(a.stderr, "error: no existe el archivo %s\n", path)
+		} else {
+			fmt.Fprintf(a.stderr, "error: %v\n", err)
+		}
+		return nil, false
+	}
+	defer f.Close()
+	ex, err := triage.ReadExamples(f)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "error: leer los ejemplos de %s: %v\n", path, err)
+		return nil, false
+	}
+	return ex, true
+}
+
+// model loads --model; an empty path means none.
+func (a *app) model(path string) (*triage.Model, bool) {
+	if path == "" {
+		return nil, true
+	}
+	m, err := triage.LoadModelFile(path)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "error: modelo %s: %v\n", path, err)
+		return nil, false
+	}
+	return m, true
+}
+
+// engine builds the engine of --catalog and --model.
+func (a *app) engine(catalogPath, modelPath string) (*triage.Engine, bool) {
+	c, ok := a.catalog(catalogPath)
+	if !ok {
+		return nil, false
+	}
+	m, ok := a.model(modelPath)
+	if !ok {
+		return nil, false
+	}
+	return triage.NewEngineWithModel(c, m), true
+}
+
+// cmdTriageLearn learns from the agents' corrections (exported with `cauctl triage corrections`),
+// compares the new model with the current one on a held-out part of the corrections and on the
+// catalog's own examples (and --guard), and writes it to --out only if it is better. Exit 1 when the
+// set is refused (contradictory) or the model is not promoted; the report says why.
+func (a *app) cmdTriageLearn(args []string) int {
+	fl := a.flags("triage learn", "CORRECCIONES.jsonl [--catalog ARCHIVO] [--model ACTUAL] [--guard EJEMPLOS.jsonl] --out MODELO")
+	path := fl.String("catalog", "", "catálogo YAML (predeterminado: el incluido en cauctl)")
+	current := fl.String("model", "", "modelo vigente, del que parte el nuevo")
+	guardPath := fl.String("guard", "", "ejemplos etiquetados que el nuevo modelo no debe empeorar")
+	out := fl.String("out", "", "archivo donde escribir el modelo promovido")
+	pos, code, ok := a.parse(fl, args, 1, true)
+	if !ok {
+		return code
+	}
+	if *out == "" {
+		return a.usageErr("triage learn: falta --out MODELO")
+	}
+	corr, ok := a.examples(pos[0])
+	if !ok {
+		return exitErr
+	}
+	var guard []triage.Example
+	if *guardPath != "" {
+		if guard, ok = a.examples(*guardPath); !ok {
+			return exitErr
+		}
+	}
+	c, ok := a.catalog(*path)
+	if !ok {
+		return exitErr
+	}
+	cur, ok := a.model(*current)
+	if !ok {
+		return exitErr
+	}
+	m, rep, err := triage.Learn(c, cur, corr, guard)
+	if a.json {
+		raw, _ := json.Marshal(rep)
+		a.writeJSON(raw)
+	} else {
+		a.printLearnReport(rep)
+	}
+	if err != nil {
+		if !a.json {
+			fmt.Fprintf(a.stderr, "modelo no promovido: %s\n", rep.Reason)
+		}
+		return exitErr
+	}
+	f, err := os.Create(*out)
+	if err == nil {
+		err = triage.WriteModel(f, m)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(a.stderr, "error: escribir el modelo en %s: %v\n", *out, err)
+		return exitErr
+	}
+	if !a.json {
+		fmt.Fprintf(a.stdout, "Modelo %s escrito en %s. Para usarlo: triage.model: %s (o CAU_TRIAGE_MODEL)\n", m.Version, *out, *out)
+	}
+	return exitOK
+}
+
+func (a *app) printLearnReport(r triage.LearnReport) {
+	pct := func(s triage.LearnScore) string {
+		if s.Total == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f %% (%d/%d)", 100*s.Rate, s.Correct, s.Total)
+	}
+	fmt.Fprintf(a.stdout, "Correcciones leídas:      %d (utilizables %d, ignoradas %d, contradictorias %d)\n", r.Corrections, r.Used, r.Ignored, r.Contradictory)
+	for _, c := range r.Conflicts {
+		fmt.Fprintf(a.stdout, "  contradicción: %s\n", c)
+	}
+	fmt.Fprintf(a.stdout, "Entrenamiento / reserva:  %d / %d\n", r.Train, r.HeldOut)
+	fmt.Fprintf(a.stdout, "Reserva, antes → después: %s → %s\n", pct(r.Before), pct(r.After))
+	fmt.Fprintf(a.stdout, "Ejemplos del catálogo:    %s → %s\n", pct(r.GuardBefore), pct(r.GuardAfter))
+	verdict := "no promovido"
+	if r.Promoted {
+		verdict = "promovido (versión " + r.Version + ")"
+	}
+	fmt.Fprintf(a.stdout, "Resultado:                %s: %s\n", verdict, r.Reason)
 }

@@ -153,3 +153,48 @@ func TestTriageEvalErrors(t *testing.T) {
 	code, out, errOut = runOffline(t, "", "triage", "eval")
 	wantCode(t, code, exitUsage, out, errOut)
 }
+
+// Agents keep re-routing reports of "Quetzal" (a system the catalog does not know) to SISTEMAS:
+// learn promotes a model that then decides them, and eval/explain use it through --model.
+func TestTriageLearn(t *testing.T) {
+	var b strings.Builder
+	for i, s := range []string{"Quetzal no abre desde la mañana", "Quetzal marca error al firmar", "no puedo firmar en Quetzal",
+		"la firma de Quetzal se queda cargando", "Quetzal no me deja entrar", "Quetzal sale en blanco al firmar el oficio",
+		"ya no carga Quetzal en la oficina", "Quetzal rechaza la firma de los oficios", "el módulo de firma de Quetzal está caído",
+		"no entra Quetzal, dice sesión inválida", "Quetzal truena al firmar", "otra vez Quetzal sin servicio para firmar",
+		"Quetzal tarda horas en firmar", "no se puede firmar nada en Quetzal hoy", "Quetzal se cierra solo al firmar"} {
+		fmt.Fprintf(&b, `{"id":"q%d","channel":"phone","body":%q,"outcome":"sai","tipo":"falla","area":"SISTEMAS"}`+"\n", i, s)
+	}
+	corr := writeFile(t, "correcciones.jsonl", []byte(b.String()))
+	model := filepath.Join(t.TempDir(), "modelo.json")
+	code, out, errOut := runOffline(t, "", "triage", "learn", corr, "--out", model)
+	wantCode(t, code, exitOK, out, errOut)
+	wantContains(t, "stdout", out, "Reserva, antes → después", "promovido (versión", model)
+
+	probe := "¿por qué no puedo firmar en Quetzal?"
+	code, out, errOut = runOffline(t, "", "--json", "triage", "explain", "--model", model, probe)
+	wantCode(t, code, exitOK, out, errOut)
+	var got triage.Triage
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Outcome != triage.OutcomeSAI || got.Area != "SISTEMAS" || !strings.Contains(got.CatalogVersion, "+m.") {
+		t.Errorf("with the model: %+v", got)
+	}
+	code, out, errOut = runOffline(t, "", "triage", "eval", "--model", model, corr)
+	wantCode(t, code, exitOK, out, errOut)
+	wantContains(t, "stdout", out, "outcome accuracy")
+
+	// The same texts re-routed elsewhere by another agent: refused, nothing written.
+	contra := writeFile(t, "contra.jsonl", []byte(b.String()+strings.ReplaceAll(b.String(), "SISTEMAS", "EQUIPO")))
+	other := filepath.Join(t.TempDir(), "otro.json")
+	code, out, errOut = runOffline(t, "", "triage", "learn", contra, "--out", other)
+	wantCode(t, code, exitErr, out, errOut)
+	wantContains(t, "stdout", out, "contradicción:")
+	wantContains(t, "stderr", errOut, "modelo no promovido", "contradictorias")
+	if _, err := os.Stat(other); err == nil {
+		t.Error("a refused model was written")
+	}
+	code, out, errOut = runOffline(t, "", "triage", "learn", corr)
+	wantCode(t, code, exitUsage, out, errOut)
+}

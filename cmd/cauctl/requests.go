@@ -49,6 +49,10 @@ func (a *app) cmdShow(args []string) int {
 	a.printRequest(w, &v.Request)
 	fmt.Fprintln(w)
 	a.printTriage(w, v.Triage)
+	if len(v.History) > 0 {
+		fmt.Fprintln(w)
+		a.printHistory(w, v.History)
+	}
 	return exitOK
 }
 

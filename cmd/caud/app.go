@@ -171,12 +171,12 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
 	a.reg.MustRegister(a.reloads)
-	a.catalog, err = triage.NewStore(cfg.Triage.Catalog, a.log, func(error) { a.reloads.Inc() })
+	a.catalog, err = triage.NewStoreWithModel(cfg.Triage.Catalog, cfg.Triage.Model, a.log, func(error) { a.reloads.Inc() })
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	a.log.Info("catalog loaded", "version", a.catalog.Engine().Catalog().Version(), "file", cfg.Triage.Catalog)
-	if cfg.Triage.Catalog != "" {
+	a.log.Info("catalog loaded", "version", a.catalog.Engine().Version(), "file", cfg.Triage.Catalog, "model", cfg.Triage.Model)
+	if cfg.Triage.Catalog != "" || cfg.Triage.Model != "" {
 		a.goBG(func() { _ = a.catalog.Watch(runCtx) })
 	}
 
@@ -374,6 +374,7 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.health = append(a.health, a.worker)
 	a.goBG(func() { _ = a.worker.Run(runCtx) })
 	if cfg.Notify.Enabled {
 		n, err := notify.New(ctx, notify.Options{
@@ -408,7 +409,7 @@ func (a *App) startTriage(ctx, runCtx context.Context) error {
 }
 
 // startQueues creates the agents' work queues and registers their API, with the requests' history,
-// search and archived originals.
+// search and archived originals; it renews the leases agents extended.
 func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
 	cfg := a.cfg
 	var err error
@@ -421,6 +422,7 @@ func (a *App) startQueues(ctx, runCtx context.Context, mux *http.ServeMux, auth 
 		return err
 	}
 	a.queues.Register(mux, auth)
+	a.goBG(func() { _ = a.queues.Run(runCtx) })
 	a.trail.Register(mux, auth, a.log.With("stage", "audit"))
 	a.search = search.New(a.h, search.Options{Logger: a.log.With("stage", "search"), Registerer: a.reg})
 	a.goBG(func() { _ = a.search.Run(runCtx) })

@@ -171,8 +171,8 @@ func TestPhoneRequestsLandInTheirQueues(t *testing.T) {
 	if code, _ := call(t, "POST", base+"/api/v1/queues/sai/claim", ""); code != 204 {
 		t.Fatalf("empty queue claim: %d", code)
 	}
-	if code, _ := call(t, "POST", base+"/api/v1/leases/"+claim.Lease+"/done", ""); code != 410 {
-		t.Fatalf("finished lease: %d", code)
+	if code, b := call(t, "POST", base+"/api/v1/leases/"+claim.Lease+"/done", `{"folio":"SAI-2025-000042"}`); code != 409 || !bytes.Contains(b, []byte("ya se terminó")) {
+		t.Fatalf("finished lease: %d %s", code, b)
 	}
 }
 
@@ -219,8 +219,9 @@ func TestHTTPSurfaceErrors(t *testing.T) {
 		{"POST", "/api/v1/requests", `{"channel":"phone","description":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "excede"},
 		{"POST", "/api/v1/requests", `{"channel":"phone","unit":"ESCON","description":"x"}`, 400, "ESCOM"},
 		{"POST", "/api/v1/queues/otra/claim", ``, 404, "cola desconocida"},
-		{"POST", "/api/v1/leases/nope/done", ``, 410, "venció"},
-		{"POST", "/api/v1/leases/nope/reroute", `{"outcome":"sai"}`, 410, "venció"},
+		{"POST", "/api/v1/leases/nope/done", ``, 400, "no es un identificador de asignación"},
+		{"POST", "/api/v1/leases/nope/reroute", `{"outcome":"sai"}`, 400, "no es un identificador de asignación"},
+		{"POST", "/api/v1/leases/01JD0000000000000000000000/release", ``, 404, "No existe una asignación"},
 		{"GET", "/api/v1/requests/01JD0000000000000000000000", ``, 404, "no existe"},
 		{"GET", "/api/v1/requests/../../etc", ``, 404, ""},
 		{"GET", "/healthz", ``, 200, "ok"},

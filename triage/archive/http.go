@@ -154,7 +154,8 @@ const maxFilename = 120
 
 // SafeFilename makes name safe to offer as a download: no directory part, no control or format
 // characters, no quotes, backslashes or characters Windows refuses, no leading dots or trailing
-// dots and spaces, at most 120 bytes (keeping the extension), and "archivo" when nothing is left.
+// dots and spaces, no Windows device name (CON.txt becomes _CON.txt), at most 121 bytes (keeping
+// the extension), and "archivo" when nothing is left.
 func SafeFilename(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
@@ -188,7 +189,17 @@ func SafeFilename(name string) string {
 	if s == "" {
 		return "archivo"
 	}
+	if base, _, _ := strings.Cut(s, "."); windowsReserved[strings.ToUpper(strings.TrimSpace(base))] {
+		s = "_" + s
+	}
 	return s
+}
+
+// windowsReserved are device names Windows will not save a file under, whatever the extension.
+var windowsReserved = map[string]bool{
+	"CON": true, "PRN": true, "AUX": true, "NUL": true, "COM1": true, "COM2": true, "COM3": true, "COM4": true,
+	"COM5": true, "COM6": true, "COM7": true, "COM8": true, "COM9": true, "LPT1": true, "LPT2": true, "LPT3": true,
+	"LPT4": true, "LPT5": true, "LPT6": true, "LPT7": true, "LPT8": true, "LPT9": true,
 }
 
 // asciiFallback folds accents and replaces what is left outside printable ASCII by "_".

@@ -18,11 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/audit"
-	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/triage/queue"
 	"github.com/ipn-cgsi/caud/triage/worker"
 )
@@ -142,7 +142,7 @@ func TestHistoryOfOneRequest(t *testing.T) {
 		return err == nil && c2 != nil
 	})
 	// The console names the signed-in user through the context.
-	if err := q.Done(audit.WithActor(ctx, "Beto Ruiz"), c2.Lease, "SAI-2025-0042"); err != nil {
+	if err := q.Done(audit.WithActor(ctx, "Beto Ruiz"), c2.Lease, "SAI-2025-0042", ""); err != nil {
 		t.Fatal(err)
 	}
 

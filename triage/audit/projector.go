@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // Source names (label "source" of the projector's metrics).

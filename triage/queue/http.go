@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ipn-cgsi/caud/channels/httpjson"
@@ -79,24 +81,81 @@ func (q *Queues) handleClaim(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// leaseError answers a failed lease call with what is true of the lease, in the agent's words.
 func (q *Queues) leaseError(w http.ResponseWriter, op string, err error) {
+	var le *LeaseError
+	var l Lease
+	if errors.As(err, &le) {
+		l = le.Lease
+	}
 	switch {
-	case errors.Is(err, ErrLeaseGone):
-		httpjson.Fail(w, http.StatusGone, "la asignación venció o no existe; el elemento volvió a su cola")
+	case errors.Is(err, ErrLeaseMalformed):
+		httpjson.Fail(w, http.StatusBadRequest, "«"+l.ID+"» no es un identificador de asignación; cópielo tal como lo mostró la toma del elemento (26 letras y números).")
+	case errors.Is(err, ErrLeaseUnknown):
+		httpjson.Fail(w, http.StatusNotFound, "No existe una asignación con ese identificador (o es tan antigua que ya se depuró). Revise que lo copió completo.")
+	case errors.Is(err, ErrLeaseFinished):
+		httpjson.Fail(w, http.StatusConflict, finishedMessage(l))
+	case errors.Is(err, ErrLeaseExpired):
+		httpjson.Fail(w, http.StatusGone, "La asignación venció el "+when(l.end(q.o.Lease))+"; el elemento volvió a su cola "+l.Queue+". Si aún lo atiende, tómelo de nuevo.")
 	case errors.Is(err, ErrLeaseTooLong):
-		httpjson.Fail(w, http.StatusConflict, "la asignación ya alcanzó su duración máxima; termínela o libérela")
+		httpjson.Fail(w, http.StatusConflict, "La asignación no puede durar más de "+spanishDuration(q.o.MaxLease)+" desde que se tomó; termínela o libérela.")
+	case errors.Is(err, ErrFolioRequired):
+		httpjson.Write(w, http.StatusBadRequest, httpjson.Error{
+			Error:  "Un elemento de la cola sai se termina con el folio con que se registró en el SAI.",
+			Fields: map[string]string{"folio": "Indique el folio del SAI, o en «no_folio_reason» explique por qué no tiene folio."},
+		})
+	case errors.Is(err, ErrBadDuration):
+		httpjson.Write(w, http.StatusBadRequest, httpjson.Error{
+			Error:  "La duración no es válida.",
+			Fields: map[string]string{"duration": "Use una duración positiva como 30m o 1h30m."},
+		})
 	case errors.Is(err, ErrBadReroute):
-		httpjson.Fail(w, http.StatusBadRequest, err.Error())
+		httpjson.Fail(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), ErrBadReroute.Error()+": "))
 	default:
 		q.log.Error("lease "+op, "err", err)
-		httpjson.Fail(w, http.StatusServiceUnavailable, "no se pudo completar la operación; intente de nuevo")
+		httpjson.Fail(w, http.StatusServiceUnavailable, "No se pudo completar la operación; intente de nuevo.")
 	}
+}
+
+func finishedMessage(l Lease) string {
+	at := when(l.FinishedAt)
+	switch l.Finished {
+	case FinishedDone:
+		return "La asignación ya se terminó el " + at + "; no hace falta hacer nada más."
+	case FinishedReleased:
+		return "La asignación ya se liberó el " + at + " y el elemento volvió a su cola " + l.Queue + "; tómelo de nuevo si lo va a atender."
+	default:
+		return "La asignación ya se reencauzó el " + at + " a la cola " + l.RerouteQueue + "; el elemento se atiende desde esa cola."
+	}
+}
+
+// when formats a time for an agent in Mexico City, where the help desk is.
+func when(t time.Time) string {
+	return t.In(mexicoCity).Format("02/01/2006 15:04") + " (hora del centro de México)"
+}
+
+var mexicoCity = func() *time.Location {
+	if loc, err := time.LoadLocation("America/Mexico_City"); err == nil {
+		return loc
+	}
+	return time.FixedZone("CST", -6*60*60)
+}()
+
+func spanishDuration(d time.Duration) string {
+	if d%time.Hour == 0 {
+		if d == time.Hour {
+			return "1 hora"
+		}
+		return strconv.Itoa(int(d/time.Hour)) + " horas"
+	}
+	return strconv.Itoa(int(d/time.Minute)) + " minutos"
 }
 
 func (q *Queues) handleDone(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		Folio string `json:"folio"`
-		Agent string `json:"agent"`
+		Folio         string `json:"folio"`
+		NoFolioReason string `json:"no_folio_reason"`
+		Agent         string `json:"agent"`
 	}
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
@@ -104,7 +163,7 @@ func (q *Queues) handleDone(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
 	ctx = audit.WithActor(ctx, body.Agent)
-	if err := q.Done(ctx, r.PathValue("lease"), body.Folio); err != nil {
+	if err := q.Done(ctx, r.PathValue("lease"), body.Folio, body.NoFolioReason); err != nil {
 		q.leaseError(w, "done", err)
 		return
 	}
@@ -129,8 +188,7 @@ func (q *Queues) handleRelease(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q *Queues) handleExtend(w http.ResponseWriter, r *http.Request) {
-	// A duration is accepted for clients that send one; a lease is always renewed for the configured
-	// lease period, which is JetStream's ack wait.
+	// duration ("30m"): how long from now; empty means one lease period.
 	var body struct {
 		Duration string `json:"duration"`
 		Agent    string `json:"agent"`
@@ -138,10 +196,18 @@ func (q *Queues) handleExtend(w http.ResponseWriter, r *http.Request) {
 	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
 		return
 	}
+	var d time.Duration
+	if body.Duration != "" {
+		var err error
+		if d, err = time.ParseDuration(body.Duration); err != nil || d <= 0 {
+			q.leaseError(w, "extend", ErrBadDuration)
+			return
+		}
+	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
 	ctx = audit.WithActor(ctx, body.Agent)
-	until, err := q.Extend(ctx, r.PathValue("lease"))
+	until, err := q.Extend(ctx, r.PathValue("lease"), d)
 	if err != nil {
 		q.leaseError(w, "extend", err)
 		return

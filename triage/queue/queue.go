@@ -26,12 +26,38 @@ import (
 	"github.com/ipn-cgsi/caud/triage/audit"
 )
 
-// Errors callers map to HTTP statuses.
+// Errors callers map to HTTP statuses. Lease errors come wrapped in a *LeaseError, which names the
+// lease as it was found.
 var (
 	ErrUnknownQueue = errors.New("unknown queue")
-	ErrLeaseGone    = errors.New("lease expired or unknown")
-	ErrLeaseTooLong = errors.New("lease would exceed the maximum lease")
-	ErrBadReroute   = errors.New("invalid re-route")
+	// ErrLeaseMalformed: the id is no lease id at all (400).
+	ErrLeaseMalformed = errors.New("malformed lease id")
+	// ErrLeaseUnknown: no such lease, or its record is older than the topology's LeaseRetention (404).
+	ErrLeaseUnknown = errors.New("unknown lease")
+	// ErrLeaseFinished: the lease was already done, released or re-routed (409).
+	ErrLeaseFinished = errors.New("lease already finished")
+	// ErrLeaseExpired: the lease ran out; JetStream handed the item back to its queue (410).
+	ErrLeaseExpired  = errors.New("lease expired")
+	ErrLeaseTooLong  = errors.New("lease would exceed the maximum lease")
+	ErrBadReroute    = errors.New("invalid re-route")
+	ErrFolioRequired = errors.New("an sai item needs its SAI folio or a reason why there is none")
+	ErrBadDuration   = errors.New("invalid lease duration")
+)
+
+// LeaseError is a lease error with the lease it concerns (zero for malformed and unknown ids).
+type LeaseError struct {
+	Err   error
+	Lease Lease
+}
+
+func (e *LeaseError) Error() string { return fmt.Sprintf("lease %s: %v", e.Lease.ID, e.Err) }
+func (e *LeaseError) Unwrap() error { return e.Err }
+
+// How a lease finished.
+const (
+	FinishedDone     = "done"
+	FinishedReleased = "released"
+	FinishedRerouted = "rerouted"
 )
 
 // Catalog is what a re-route needs of the service catalog.
@@ -73,6 +99,9 @@ type Queues struct {
 
 // ConsumerName is the durable consumer behind a queue.
 func ConsumerName(queue string) string { return "queue_" + queue }
+
+// emptyWait is how long a claim on a queue that looks empty waits for an item.
+const emptyWait = 200 * time.Millisecond
 
 // margin keeps our idea of a lease's end safely before JetStream's, so a finished lease never acks a
 // delivery that was already handed to someone else.
@@ -129,15 +158,30 @@ type Stat struct {
 
 // Stats reads every queue's depth from its consumer: pending (not yet claimed), in progress (claimed,
 // not finished) and the age of the oldest unfinished item.
+//
+// In progress counts the leases agents hold (KV cau_leases), not JetStream's unacknowledged
+// deliveries: those also include items released or expired that wait for their next delivery,
+// which are pending again.
 func (q *Queues) Stats(ctx context.Context) ([]Stat, error) {
 	out := make([]Stat, 0, len(triage.Outcomes))
 	now := q.o.Now()
+	live, err := q.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]int{}
+	for _, l := range live {
+		held[l.Queue]++
+	}
 	for _, name := range triage.Outcomes {
 		info, err := q.cons[name].Info(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("queue %s info: %w", name, err)
 		}
-		s := Stat{Name: name, Pending: info.NumPending, InProgress: info.NumAckPending}
+		s := Stat{Name: name, Pending: info.NumPending, InProgress: held[name]}
+		if waiting := info.NumAckPending - held[name]; waiting > 0 {
+			s.Pending += uint64(waiting)
+		}
 		if info.NumPending > 0 || info.NumAckPending > 0 {
 			m, err := q.h.Triaged.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(natsjs.SubjectTriagedPrefix+name))
 			if err == nil {
@@ -151,7 +195,9 @@ func (q *Queues) Stats(ctx context.Context) ([]Stat, error) {
 	return out, nil
 }
 
-// Lease is an agent's hold on one item, stored in KV cau_leases under its ID.
+// Lease is an agent's hold on one item, stored in KV cau_leases under its ID. The record stays after
+// the lease ends (Finished says how), so a late call gets the truth: finished (409) or expired (410),
+// not "unknown".
 type Lease struct {
 	ID         string    `json:"id"`
 	Queue      string    `json:"queue"`
@@ -161,6 +207,34 @@ type Lease struct {
 	Agent      string    `json:"agent,omitempty"`
 	ClaimedAt  time.Time `json:"claimed_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
+	// AckedAt is when JetStream's ack timer last started (the claim or a renewal): JetStream hands
+	// the item to someone else one Lease after it unless the lease is renewed, whatever ExpiresAt says.
+	AckedAt    time.Time `json:"acked_at,omitzero"`
+	Finished   string    `json:"finished,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// RerouteQueue is the queue a re-routed item went to.
+	RerouteQueue string `json:"reroute_queue,omitempty"`
+}
+
+// end is when the lease really ends: its ExpiresAt, or earlier when JetStream's ack timer was not
+// renewed in time (no caud process renewed it).
+func (l Lease) end(lease time.Duration) time.Time {
+	if l.AckedAt.IsZero() {
+		return l.ExpiresAt
+	}
+	return minTime(l.ExpiresAt, l.AckedAt.Add(lease-margin))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// live reports whether an agent holds the lease at now.
+func (l Lease) live(now time.Time, lease time.Duration) bool {
+	return l.Finished == "" && now.Before(l.end(lease))
 }
 
 // Claim is what an agent gets: the lease and the item.
@@ -178,20 +252,16 @@ func (q *Queues) Claim(ctx context.Context, queue, agent string) (*Claim, error)
 		return nil, fmt.Errorf("%w: %q", ErrUnknownQueue, queue)
 	}
 	t0 := q.o.Now()
-	batch, err := c.FetchNoWait(1)
+	// A no-wait pull can answer "none" for an item stored a moment ago (the consumer learns of new
+	// messages asynchronously), so an empty answer waits briefly for one.
+	msgs, err := natsjs.Fetch(c, 1, emptyWait)
 	if err != nil {
 		return nil, fmt.Errorf("claim %s: %w", queue, err)
 	}
-	var m jetstream.Msg
-	for x := range batch.Messages() {
-		m = x
-	}
-	if m == nil {
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, fmt.Errorf("claim %s: %w", queue, err)
-		}
+	if len(msgs) == 0 {
 		return nil, nil
 	}
+	m := msgs[0]
 	md, err := m.Metadata()
 	if err != nil {
 		_ = m.Nak()
@@ -215,43 +285,31 @@ func (q *Queues) Claim(ctx context.Context, queue, agent string) (*Claim, error)
 		Agent:      agent,
 		ClaimedAt:  t0.UTC(),
 		ExpiresAt:  t0.Add(q.o.Lease - margin).UTC(),
+		AckedAt:    t0.UTC(),
 	}
 	b, _ := json.Marshal(l)
 	if _, err := q.h.Leases.Create(ctx, l.ID, b); err != nil {
 		_ = m.Nak()
 		return nil, fmt.Errorf("claim %s: record lease: %w", queue, err)
 	}
-	q.waitIndexed(ctx, l.RequestID, l.Seq)
-	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
+	// In order with the worker's own entry, whichever lands first: see natsjs.UpdateState.
+	q.setState(ctx, l.RequestID, l.Seq, func(st *natsjs.RequestState) {
 		st.State, st.Queue, st.Agent, st.TriagedSeq = natsjs.StateClaimed, queue, agent, l.Seq
 	})
 	q.o.Audit.Record(ctx, audit.Event{ID: "claimed:" + l.ID, RequestID: l.RequestID, Type: audit.Claimed, At: t0, Agent: agent, Queue: queue, Lease: l.ID, ExpiresAt: &l.ExpiresAt})
 	return &Claim{Lease: l.ID, ExpiresAt: l.ExpiresAt, Item: m.Data()}, nil
 }
 
-// waitIndexed waits, briefly, until the triage worker's index entry for this item has landed: the
-// worker writes it without compare-and-set (one write per request at full speed), so a claim
-// recorded before it would be overwritten to "queued". Half a second at most; a claim is never
-// refused for it.
-func (q *Queues) waitIndexed(ctx context.Context, id string, seq uint64) {
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for {
-		st, _, err := natsjs.GetState(ctx, q.h.Requests, id)
-		if err == nil && st.TriagedSeq >= seq || err != nil && !errors.Is(err, natsjs.ErrUnknownRequest) || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
+// lease reads a lease that an agent still holds, from the bucket's leader (a lease created through
+// another replica a moment ago is found). Errors are *LeaseError.
 func (q *Queues) lease(ctx context.Context, id string) (Lease, uint64, error) {
 	var l Lease
-	if id == "" || strings.ContainsAny(id, ". *>") {
-		return l, 0, ErrLeaseGone
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return l, 0, &LeaseError{Err: ErrLeaseMalformed, Lease: Lease{ID: id}}
 	}
 	e, err := q.h.Leases.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-		return l, 0, ErrLeaseGone
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return l, 0, &LeaseError{Err: ErrLeaseUnknown, Lease: Lease{ID: id}}
 	}
 	if err != nil {
 		return l, 0, fmt.Errorf("lease %s: %w", id, err)
@@ -259,12 +317,56 @@ func (q *Queues) lease(ctx context.Context, id string) (Lease, uint64, error) {
 	if err := json.Unmarshal(e.Value(), &l); err != nil {
 		return l, 0, fmt.Errorf("lease %s: decode: %w", id, err)
 	}
-	if !q.o.Now().Before(l.ExpiresAt) {
-		_ = q.h.Leases.Delete(ctx, id)
-		q.o.Audit.Record(ctx, audit.Event{ID: "expired:" + l.ID, RequestID: l.RequestID, Type: audit.Expired, At: l.ExpiresAt, Agent: l.Agent, Queue: l.Queue, Lease: l.ID})
-		return l, 0, ErrLeaseGone
+	switch {
+	case l.Finished != "":
+		return l, 0, &LeaseError{Err: ErrLeaseFinished, Lease: l}
+	case !l.live(q.o.Now(), q.o.Lease):
+		end := l.end(q.o.Lease)
+		q.o.Audit.Record(ctx, audit.Event{ID: "expired:" + l.ID, RequestID: l.RequestID, Type: audit.Expired, At: end, Agent: l.Agent, Queue: l.Queue, Lease: l.ID})
+		return l, 0, &LeaseError{Err: ErrLeaseExpired, Lease: l}
 	}
 	return l, e.Revision(), nil
+}
+
+// finish ends a lease: it records how (compare-and-set, so of two concurrent calls on any replicas
+// exactly one proceeds and the other is told the lease is finished), runs before (nil for none),
+// then sends verb to the delivery. When before or the ack fails the record is put back and the call
+// fails, so the agent can try again. also adds to the finished record.
+func (q *Queues) finish(ctx context.Context, l Lease, rev uint64, how, verb string, also func(*Lease), before func() error) error {
+	for attempt := 0; ; attempt++ {
+		prev := l
+		l.Finished, l.FinishedAt = how, q.o.Now().UTC()
+		if also != nil {
+			also(&l)
+		}
+		b, _ := json.Marshal(l)
+		nrev, err := q.h.Leases.Update(ctx, l.ID, b, rev)
+		if natsjs.IsConflict(err) && attempt < 5 {
+			// Renewed or finished meanwhile: read it again (a finished lease ends here).
+			if l, rev, err = q.lease(ctx, l.ID); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s lease %s: %w", how, l.ID, err)
+		}
+		err = nil
+		if before != nil {
+			err = before()
+		}
+		if err == nil {
+			err = q.ack(ctx, prev, verb)
+		}
+		if err != nil {
+			pb, _ := json.Marshal(prev)
+			if _, rerr := q.h.Leases.Update(context.WithoutCancel(ctx), l.ID, pb, nrev); rerr != nil {
+				q.log.Error("put back lease after failed ack", "lease", l.ID, "err", rerr)
+			}
+			return err
+		}
+		return nil
+	}
 }
 
 // ack sends an acknowledgement verb to the delivery behind a lease and waits for the server's
@@ -278,18 +380,25 @@ func (q *Queues) ack(ctx context.Context, l Lease, verb string) error {
 	return nil
 }
 
-// Done finishes a lease: the item leaves its queue; folio is the SAI folio the agent registered.
-func (q *Queues) Done(ctx context.Context, leaseID, folio string) error {
+// Done finishes a lease: the item leaves its queue. folio is the SAI folio the agent registered; an
+// sai item needs one, or noFolio, the agent's reason why it has none (ErrFolioRequired otherwise).
+func (q *Queues) Done(ctx context.Context, leaseID, folio, noFolio string) error {
 	l, rev, err := q.lease(ctx, leaseID)
 	if err != nil {
 		return err
 	}
-	if err := q.ack(ctx, l, "+ACK"); err != nil {
+	folio, noFolio = strings.TrimSpace(folio), strings.TrimSpace(noFolio)
+	if l.Queue == triage.OutcomeSAI && folio == "" && noFolio == "" {
+		return &LeaseError{Err: ErrFolioRequired, Lease: l}
+	}
+	if err := q.finish(ctx, l, rev, FinishedDone, "+ACK", nil, nil); err != nil {
 		return err
 	}
-	_ = q.h.Leases.Delete(ctx, l.ID, jetstream.LastRevision(rev))
-	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
+	q.setState(ctx, l.RequestID, l.Seq, func(st *natsjs.RequestState) {
 		st.State, st.Folio = natsjs.StateDone, folio
+		if folio == "" && noFolio != "" {
+			st.Reason = "sin folio: " + noFolio
+		}
 	})
 	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio})
 	return nil
@@ -301,38 +410,132 @@ func (q *Queues) Release(ctx context.Context, leaseID string) error {
 	if err != nil {
 		return err
 	}
-	if err := q.ack(ctx, l, "-NAK"); err != nil {
+	if err := q.finish(ctx, l, rev, FinishedReleased, "-NAK", nil, nil); err != nil {
 		return err
 	}
-	_ = q.h.Leases.Delete(ctx, l.ID, jetstream.LastRevision(rev))
-	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
+	q.setState(ctx, l.RequestID, l.Seq, func(st *natsjs.RequestState) {
 		st.State, st.Agent = natsjs.StateQueued, ""
 	})
 	q.o.Audit.Record(ctx, audit.Event{ID: "released:" + l.ID, RequestID: l.RequestID, Type: audit.Released, Agent: l.Agent, Queue: l.Queue, Lease: l.ID})
 	return nil
 }
 
-// Extend keeps a lease for another Lease period from now, up to MaxLease after the claim.
-func (q *Queues) Extend(ctx context.Context, leaseID string) (time.Time, error) {
+// Extend keeps a lease longer: for d from now (0 means one Lease period), up to MaxLease after the
+// claim. JetStream keeps an item for one Lease period after its last renewal, so a longer d is
+// honoured by renewals: every caud process running Run renews the leases that need it, and Extend
+// renews at once. A d shorter than a Lease period gets a whole period (the item could not return to
+// its queue earlier anyway). It returns when the lease now ends.
+func (q *Queues) Extend(ctx context.Context, leaseID string, d time.Duration) (time.Time, error) {
+	if d < 0 {
+		return time.Time{}, ErrBadDuration
+	}
 	l, rev, err := q.lease(ctx, leaseID)
 	if err != nil {
 		return time.Time{}, err
 	}
 	now := q.o.Now()
-	until := now.Add(q.o.Lease - margin)
+	until := now.Add(max(d, q.o.Lease-margin))
 	if until.Sub(l.ClaimedAt) > q.o.MaxLease {
-		return time.Time{}, fmt.Errorf("%w (%s)", ErrLeaseTooLong, q.o.MaxLease)
+		return time.Time{}, &LeaseError{Err: fmt.Errorf("%w (%s)", ErrLeaseTooLong, q.o.MaxLease), Lease: l}
 	}
 	if err := q.ack(ctx, l, "+WPI"); err != nil {
 		return time.Time{}, err
 	}
-	l.ExpiresAt = until.UTC()
+	l.ExpiresAt, l.AckedAt = maxTime(l.ExpiresAt, until).UTC(), now.UTC()
 	b, _ := json.Marshal(l)
 	if _, err := q.h.Leases.Update(ctx, l.ID, b, rev); err != nil {
 		return time.Time{}, fmt.Errorf("extend lease %s: %w", l.ID, err)
 	}
 	q.o.Audit.Record(ctx, audit.Event{ID: "extended:" + l.ID + ":" + l.ExpiresAt.Format(time.RFC3339Nano), RequestID: l.RequestID, Type: audit.Extended, At: now, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, ExpiresAt: &l.ExpiresAt})
 	return l.ExpiresAt, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Leases returns the leases agents hold now, read from KV cau_leases (what every replica sees).
+func (q *Queues) Leases(ctx context.Context) ([]Lease, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wa, err := q.h.Leases.WatchAll(wctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	defer func() { _ = wa.Stop() }()
+	now := q.o.Now()
+	var out []Lease
+	for {
+		select {
+		case e, ok := <-wa.Updates():
+			if !ok {
+				return nil, fmt.Errorf("list leases: watcher closed")
+			}
+			if e == nil {
+				return out, nil
+			}
+			var l Lease
+			if json.Unmarshal(e.Value(), &l) == nil && l.live(now, q.o.Lease) {
+				out = append(out, l)
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list leases: %w", ctx.Err())
+		}
+	}
+}
+
+// Run renews, until ctx ends, the leases extended beyond one Lease period, so that JetStream keeps
+// the item as long as the agent asked. Any number of caud processes may run it: a renewal is an
+// in-progress ack (harmless twice) recorded with compare-and-set.
+func (q *Queues) Run(ctx context.Context) error {
+	every := max(q.o.Lease/4, time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := q.renew(ctx, 2*every); err != nil && ctx.Err() == nil {
+			q.log.Warn("renew leases", "err", err)
+		}
+	}
+}
+
+// renew renews the leases that need JetStream to keep their item beyond one Lease period and have
+// less than ahead left of JetStream's ack timer.
+func (q *Queues) renew(ctx context.Context, ahead time.Duration) error {
+	held, err := q.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	now := q.o.Now()
+	for _, l := range held {
+		if jsEnd := l.AckedAt.Add(q.o.Lease - margin); !l.ExpiresAt.After(jsEnd) || jsEnd.Sub(now) > ahead {
+			continue
+		}
+		e, err := q.h.Leases.Get(ctx, l.ID)
+		if err != nil {
+			continue
+		}
+		var cur Lease
+		if json.Unmarshal(e.Value(), &cur) != nil || !cur.live(now, q.o.Lease) {
+			continue
+		}
+		if err := q.ack(ctx, cur, "+WPI"); err != nil {
+			return err
+		}
+		cur.AckedAt = now.UTC()
+		b, _ := json.Marshal(cur)
+		if _, err := q.h.Leases.Update(ctx, cur.ID, b, e.Revision()); err != nil && !natsjs.IsConflict(err) {
+			return fmt.Errorf("renew lease %s: %w", cur.ID, err)
+		}
+	}
+	return nil
 }
 
 // Reroute is an agent's correction of a triage.
@@ -375,15 +578,21 @@ func (q *Queues) Reroute(ctx context.Context, leaseID string, r Reroute) (string
 	natsjs.SetCloudEvent(out.Header, "rerouted:"+l.ID, raw.Header.Get("ce-source"), natsjs.TypeTriaged, item.TriagedAt)
 	out.Header.Set(jetstream.MsgIDHeader, "rerouted:"+l.ID)
 	out.Header.Set("Cau-Rerouted-From", l.Queue)
-	ack, err := q.h.JS.PublishMsg(ctx, out)
+	// The corrected item is published once the lease is recorded as re-routed (so a concurrent done
+	// cannot also win) and before the old delivery is finished (so the item is never in no queue).
+	// Its Nats-Msg-Id comes from the lease: a retry publishes nothing new.
+	var ack *jetstream.PubAck
+	err = q.finish(ctx, l, rev, FinishedRerouted, "+ACK", func(l *Lease) { l.RerouteQueue = nt.Outcome }, func() error {
+		var err error
+		if ack, err = q.h.JS.PublishMsg(ctx, out); err != nil {
+			return fmt.Errorf("reroute %s: publish: %w", l.ID, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("reroute %s: publish: %w", l.ID, err)
-	}
-	if err := q.ack(ctx, l, "+ACK"); err != nil {
 		return "", err
 	}
-	_ = q.h.Leases.Delete(ctx, l.ID, jetstream.LastRevision(rev))
-	q.setState(ctx, l.RequestID, func(st *natsjs.RequestState) {
+	q.setState(ctx, l.RequestID, l.Seq, func(st *natsjs.RequestState) {
 		st.State, st.Queue, st.TriagedSeq, st.Agent = natsjs.StateQueued, nt.Outcome, ack.Sequence, ""
 	})
 	q.recordCorrection(ctx, l.ID, item, prev, r)
@@ -531,13 +740,22 @@ func (q *Queues) corrected(prev triage.Triage, r Reroute) (triage.Triage, error)
 	return t, nil
 }
 
-// setState records a state change in the request index; a failure is logged, never fatal: the
-// queue itself is the source of truth for what agents see.
-func (q *Queues) setState(ctx context.Context, id string, fn func(*natsjs.RequestState)) {
+// setState records what an agent did with item seq in the request index, with compare-and-set and
+// in order: a change is applied only while the index names that item or an earlier one (never
+// over a re-route's newer item), whether the worker's own entry has landed yet or not. A failure is
+// logged, never fatal: the queue itself is the source of truth for what agents see.
+func (q *Queues) setState(ctx context.Context, id string, seq uint64, fn func(*natsjs.RequestState)) {
 	if id == "" {
 		return
 	}
-	if _, err := natsjs.UpdateState(ctx, q.h.Requests, id, func(st *natsjs.RequestState) error { fn(st); return nil }); err != nil {
+	_, err := natsjs.UpdateState(context.WithoutCancel(ctx), q.h.Requests, id, func(st *natsjs.RequestState) error {
+		if st.TriagedSeq > seq {
+			return natsjs.ErrUnchanged
+		}
+		fn(st)
+		return nil
+	})
+	if err != nil {
 		q.log.Warn("index state", "id", id, "err", err)
 	}
 }

@@ -62,7 +62,7 @@ func (f *fixture) enqueue(t *testing.T, outcome, text string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.env.JS.PublishMsg(context.Background(), natsjs.StateMsg(id, natsjs.RequestState{State: natsjs.StateQueued, Queue: outcome, TriagedSeq: ack.Sequence}, false)); err != nil {
+	if _, err := f.env.JS.PublishMsg(context.Background(), natsjs.StateMsg(id, natsjs.RequestState{State: natsjs.StateQueued, Queue: outcome, TriagedSeq: ack.Sequence})); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -121,7 +121,11 @@ func TestClaimDoneAndState(t *testing.T) {
 	if err != nil || v.State != natsjs.StateClaimed {
 		t.Fatalf("get after claim: %+v %v", v, err)
 	}
-	if err := f.q.Done(ctx, c.Lease, "SAI-2025-000123"); err != nil {
+	// An sai item is registered in the SAI: done needs its folio, or a reason why there is none.
+	if err := f.q.Done(ctx, c.Lease, " ", ""); !errors.Is(err, queue.ErrFolioRequired) {
+		t.Fatalf("done without folio: %v", err)
+	}
+	if err := f.q.Done(ctx, c.Lease, "SAI-2025-000123", ""); err != nil {
 		t.Fatal(err)
 	}
 	if s := stat(t, f.q, "sai"); s.Pending != 0 || s.InProgress != 0 || s.OldestAgeSeconds != 0 {
@@ -131,7 +135,7 @@ func TestClaimDoneAndState(t *testing.T) {
 	if err != nil || v.State != natsjs.StateDone || v.Folio != "SAI-2025-000123" || !strings.Contains(string(v.Request), id) {
 		t.Fatalf("get after done: %+v %v", v, err)
 	}
-	if err := f.q.Done(ctx, c.Lease, ""); !errors.Is(err, queue.ErrLeaseGone) {
+	if err := f.q.Done(ctx, c.Lease, "SAI-2025-000123", ""); !errors.Is(err, queue.ErrLeaseFinished) {
 		t.Fatalf("second done: %v", err)
 	}
 	if _, err := f.q.Get(ctx, "01JD0000000000000000000000"); !errors.Is(err, natsjs.ErrUnknownRequest) {
@@ -198,10 +202,10 @@ func TestExpiredLeaseReturnsItemToQueue(t *testing.T) {
 		t.Fatal("expired lease did not return the item to its queue")
 	}
 	// The vanished agent's lease is gone: it cannot finish what the other agent now holds.
-	if err := f.q.Done(ctx, c1.Lease, ""); !errors.Is(err, queue.ErrLeaseGone) {
+	if err := f.q.Done(ctx, c1.Lease, "", ""); !errors.Is(err, queue.ErrLeaseExpired) {
 		t.Fatalf("stale done: %v", err)
 	}
-	if err := f.q.Done(ctx, c2.Lease, ""); err != nil {
+	if err := f.q.Done(ctx, c2.Lease, "", ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -220,7 +224,7 @@ func TestReleaseExtendAndReroute(t *testing.T) {
 	}
 	// Extending past the ack wait keeps the item: nobody else gets it.
 	time.Sleep(2500 * time.Millisecond)
-	if _, err := f.q.Extend(ctx, c.Lease); err != nil {
+	if _, err := f.q.Extend(ctx, c.Lease, 0); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // 4.5 s since the claim: past the 4 s ack wait without the extend

@@ -5,30 +5,45 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
 )
 
 // fold lowercases s and drops its accents (and the tilde of ñ: "Núñez" and "Nunez" are one name to
-// someone typing a search).
+// someone typing a search). A letter whose canonical decomposition starts with an ASCII letter
+// becomes that letter; other runes are only lowercased. It allocates once, and not at all for
+// lowercase ASCII.
 func fold(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	b.WriteString(s[:i])
+	for i < len(s) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b.WriteByte(c)
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		if unicode.Is(unicode.Mn, r) {
+			continue // a combining accent of decomposed input
+		}
+		if d := norm.NFD.PropertiesString(s[i-size:]).Decomposition(); len(d) > 0 && d[0] < utf8.RuneSelf {
+			r = rune(d[0])
+		}
+		b.WriteRune(unicode.ToLower(r))
 	}
-	if ascii {
-		return strings.ToLower(s)
-	}
-	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
-	out, _, err := transform.String(t, s)
-	if err != nil {
-		out = s
-	}
-	return strings.ToLower(out)
+	return b.String()
 }
 
 // words splits folded text into words (letters and digits; "@", ".", "-" and "_" kept inside, so an

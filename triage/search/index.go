@@ -73,7 +73,8 @@ type entry struct {
 	fUnit      string
 	fFolio     string
 	nameWords  []string
-	text       string // folded id, folio, name, e-mail, handle, unit and subject, for q
+	lead       string // the folded start of the request's text
+	text       string // folded id, folio, name, e-mail, handle, unit, subject and lead, for q
 }
 
 // Index is the search index. Safe for concurrent use: one writer (Run), any number of searches.
@@ -265,6 +266,7 @@ type inboundHead struct {
 	Channel    string    `json:"channel"`
 	ReceivedAt time.Time `json:"received_at"`
 	Subject    string    `json:"subject"`
+	Text       string    `json:"text"`
 	Requester  struct {
 		Name   string  `json:"name"`
 		Email  string  `json:"email"`
@@ -298,8 +300,9 @@ func (x *Index) addRequest(data []byte, seq uint64) {
 	e.hasRequest = true
 	e.Channel, e.ReceivedAt, e.Name, e.Email, e.Unit = r.Channel, r.ReceivedAt.UTC(), clip(r.Requester.Name), clip(r.Requester.Email), clip(r.Requester.Unit)
 	e.Subject = clip(r.Subject)
+	e.lead = fold(clipTo(strings.Join(strings.Fields(clipTo(r.Text, 4*maxLead)), " "), maxLead))
 	if r.Requester.Handle != nil {
-		e.Handle = clip(strings.TrimPrefix(*r.Requester.Handle, "@"))
+		e.Handle = clip(strings.TrimLeft(*r.Requester.Handle, "@"))
 	}
 	e.fEmail, e.fHandle, e.fUnit = fold(e.Email), fold(e.Handle), fold(e.Unit)
 	e.nameWords = words(fold(e.Name))
@@ -316,11 +319,17 @@ func (x *Index) addRequest(data []byte, seq uint64) {
 	}
 }
 
-func clip(s string) string {
-	if len(s) <= maxIndexedSubject {
+// maxLead is how much of a request's text q searches (bytes): enough for what a phone or desk
+// request says, bounded so the index stays small.
+const maxLead = 300
+
+func clip(s string) string { return clipTo(s, maxIndexedSubject) }
+
+func clipTo(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := maxIndexedSubject
+	cut := n
 	for cut > 0 && !utf8RuneStart(s[cut]) {
 		cut--
 	}
@@ -330,7 +339,7 @@ func clip(s string) string {
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func (e *entry) refreshText() {
-	e.text = strings.Join([]string{strings.ToLower(e.ID), e.fFolio, fold(e.Name), e.fEmail, e.fHandle, e.fUnit, fold(e.Subject)}, " ")
+	e.text = strings.Join([]string{strings.ToLower(e.ID), e.fFolio, fold(e.Name), e.fEmail, e.fHandle, e.fUnit, fold(e.Subject), e.lead}, " ")
 }
 
 // insert places e in order; requests almost always arrive in id order, so this is an append.

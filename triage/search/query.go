@@ -29,7 +29,8 @@ var MexicoCity = time.FixedZone("America/Mexico_City", -6*60*60)
 // Query is a search of requests. Every non-empty criterion must match (AND); text comparisons ignore
 // case and accents. The zero Query matches everything, newest first.
 type Query struct {
-	// Text (q): every word must appear in the id, folio, name, e-mail, handle, unit or subject.
+	// Text (q): every word must appear in the id, folio, name, e-mail, handle, unit, subject or the
+	// first 300 bytes of the text.
 	Text string `json:"q,omitempty"`
 	// ID is a request id (exact).
 	ID string `json:"id,omitempty"`
@@ -123,7 +124,7 @@ func ParseQuery(v url.Values) (Query, error) {
 		}
 	}
 	q.Text, q.Folio, q.Email, q.Name, q.Unit = get("q"), get("folio"), get("email"), get("name"), get("unit")
-	q.Handle = strings.TrimPrefix(get("handle"), "@")
+	q.Handle = strings.TrimSpace(strings.TrimLeft(get("handle"), "@"))
 	if q.ID = strings.ToUpper(get("id")); q.ID != "" {
 		if _, err := ulid.ParseStrict(q.ID); err != nil {
 			bad["id"] = "no es un id de solicitud (26 caracteres)"

@@ -11,8 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,31 +31,47 @@ import (
 type Options struct {
 	// Decide triages one input; it must be safe for concurrent use (required).
 	Decide func(triage.Input) triage.Triage
-	// MaxDeliver bounds deliveries of one message before it is dead-lettered; 0 means 5.
+	// MaxDeliver bounds the attempts at one message that failed in processing (bad input, an engine
+	// panic) before it is dead-lettered; 0 means 5. Failures of JetStream itself (store full,
+	// no quorum, timeouts) never count: such a message is kept in hand and retried until it goes
+	// through, and the consumer has no delivery limit, so nothing is ever skipped.
 	MaxDeliver int
-	// AckWait is how long a delivery may take before JetStream redelivers; 0 means 30 s.
+	// AckWait is how long a delivery may take before JetStream redelivers; 0 means 30 s. A message
+	// kept in hand is reported in progress well before that.
 	AckWait time.Duration
 	// Workers is the number of concurrent fetch loops in this process; 0 means 4.
 	Workers int
 	// Batch is the number of messages fetched and published together; 0 means 256.
-	Batch      int
+	Batch int
+	// RetryWait caps the wait between retries of messages kept in hand; 0 means 1 s, so work
+	// resumes within about a second of JetStream having space again.
+	RetryWait  time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
 
-// Worker is the triage stage. Create it with New, run it with Run.
+// Worker is the triage stage. Create it with New, run it with Run. While JetStream refuses its
+// writes (store full, disk full, no quorum) it stops taking new work, keeps what it holds, reports
+// the store's reason in Health, and resumes by itself.
 type Worker struct {
 	h    *natsjs.Handles
 	o    Options
 	log  *slog.Logger
 	cons jetstream.Consumer
 	m    metrics
+
+	mu      sync.Mutex
+	holders int           // loops holding messages that JetStream refused
+	reason  string        // the last refusal
+	since   time.Time     // when the first holder began
+	resume  chan struct{} // closed when holders drops to 0
 }
 
 type metrics struct {
 	outcomes *prometheus.CounterVec
 	dead     prometheus.Counter
 	retries  prometheus.Counter
+	held     prometheus.Gauge
 	decide   prometheus.Histogram
 	lag      prometheus.Histogram
 }
@@ -74,16 +93,21 @@ func New(ctx context.Context, h *natsjs.Handles, o Options) (*Worker, error) {
 	if o.Batch == 0 {
 		o.Batch = 256
 	}
+	if o.RetryWait == 0 {
+		o.RetryWait = time.Second
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cons, err := h.Inbound.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       natsjs.ConsumerTriage,
-		Description:   "triage workers (shared by every caud replica)",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       o.AckWait,
-		MaxDeliver:    o.MaxDeliver + 1, // the last delivery is the one that dead-letters
+		Durable:     natsjs.ConsumerTriage,
+		Description: "triage workers (shared by every caud replica)",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     o.AckWait,
+		// No server-side limit: the worker counts failed attempts itself and dead-letters, and a
+		// message whose dead letter could not be written must come back, never be dropped.
+		MaxDeliver:    -1,
 		MaxAckPending: max(4*o.Batch*o.Workers, 1000),
 		FilterSubject: natsjs.SubjectInboundPrefix + ">",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -97,6 +121,7 @@ func New(ctx context.Context, h *natsjs.Handles, o Options) (*Worker, error) {
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_triage_outcomes_total", Help: "Triaged requests per outcome."}, []string{"outcome"}),
 		dead:     prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_triage_dead_letters_total", Help: "Inbound messages dead-lettered by the triage stage."}),
 		retries:  prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_triage_retries_total", Help: "Inbound messages handed back for another delivery."}),
+		held:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "caud_triage_held", Help: "Inbound messages kept in hand because JetStream refused a write (store full, no quorum)."}),
 		decide:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "caud_triage_decide_seconds", Help: "Time the engine took to decide one request.", Buckets: prometheus.ExponentialBuckets(1e-6, 2, 18)}),
 		lag:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "caud_triage_seconds", Help: "Time from arrival in CAU_INBOUND to the triaged item's JetStream ack.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 20)}),
 	}
@@ -104,13 +129,26 @@ func New(ctx context.Context, h *natsjs.Handles, o Options) (*Worker, error) {
 		w.m.outcomes.WithLabelValues(oc)
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(w.m.outcomes, w.m.dead, w.m.retries, w.m.decide, w.m.lag)
+		o.Registerer.MustRegister(w.m.outcomes, w.m.dead, w.m.retries, w.m.held, w.m.decide, w.m.lag)
 	}
 	return w, nil
 }
 
-// Run fetches and triages until ctx ends, then finishes the batch in hand (bounded by AckWait) and
-// returns nil. It survives NATS outages: fetch errors are logged and retried.
+// Health reports whether the stage is taking work: not while JetStream refuses its writes, with
+// JetStream's own reason (e.g. "insufficient resources").
+func (w *Worker) Health() []channels.Health {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := channels.Health{Name: "triage", OK: w.holders == 0, Detail: "taking work"}
+	if w.holders > 0 {
+		h.Detail, h.Since = "paused, messages kept until JetStream accepts writes again: "+w.reason, w.since
+	}
+	return []channels.Health{h}
+}
+
+// Run fetches and triages until ctx ends, then finishes the batch in hand and returns nil. It
+// survives NATS outages and a full store: fetch errors are logged and retried, refused writes are
+// retried with the messages kept in hand, and when ctx ends those are handed back at once.
 func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i := range w.o.Workers {
@@ -121,24 +159,24 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) loop(ctx context.Context, n int) {
-	backoff := 100 * time.Millisecond
+	bo := newBackOff(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
+		if !w.waitResumed(ctx) {
+			return
+		}
 		msgs, err := w.fetch()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			w.log.Warn("triage fetch failed", "loop", n, "err", err)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
+			d := bo.NextBackOff()
+			w.log.Warn("triage fetch failed", "loop", n, "err", err, "in", d)
+			sleep(ctx, d)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		bo.Reset()
 		if len(msgs) > 0 {
-			// The batch in hand is finished even when ctx ends: a bounded, independent deadline.
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.AckWait)
-			w.process(bctx, msgs)
-			cancel()
+			w.process(ctx, msgs)
 		}
 	}
 }
@@ -154,69 +192,254 @@ type pending struct {
 	id      string
 	queue   string
 	out     *nats.Msg
-	fut     jetstream.PubAckFuture
+	seq     uint64 // the triaged item's stream sequence, once JetStream acknowledged it
 	arrived time.Time
+	done    bool // finished (acknowledged, dead-lettered or handed back)
 }
 
+// opTimeout bounds one JetStream round trip of the stage.
+const opTimeout = 5 * time.Second
+
 // process triages a batch: decide all, publish all triaged items pipelined, then the index entries,
-// then acknowledge the inputs whose item JetStream acknowledged.
+// then acknowledge the inputs. What JetStream refuses is kept in hand and retried (see hold); what
+// cannot be processed is retried or dead-lettered (see fail).
 func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 	ready := make([]*pending, 0, len(msgs))
 	for _, m := range msgs {
-		p, err := w.prepare(m)
-		if err != nil {
+		p, err := w.prepare(ctx, m)
+		switch {
+		case err != nil:
 			w.fail(ctx, m, p, err)
-			continue
-		}
-		ready = append(ready, p)
-	}
-	for _, p := range ready {
-		fut, err := w.h.JS.PublishMsgAsync(p.out)
-		if err != nil {
-			w.fail(ctx, p.in, p, fmt.Errorf("publish triaged: %w", err))
-			p.fut = nil
-			continue
-		}
-		p.fut = fut
-	}
-	var done []*pending
-	var index []jetstream.PubAckFuture
-	for _, p := range ready {
-		if p.fut == nil {
-			continue
-		}
-		select {
-		case ack := <-p.fut.Ok():
-			st := natsjs.RequestState{State: natsjs.StateQueued, Queue: p.queue, InboundSeq: p.md.Sequence.Stream, TriagedSeq: ack.Sequence}
-			if f, err := w.h.JS.PublishMsgAsync(natsjs.StateMsg(p.id, st, false)); err == nil {
-				index = append(index, f)
-			} else {
-				w.log.Warn("index queued state", "id", p.id, "err", err)
+		case p.seq > 0:
+			// Triaged before (a redelivery after a crash or a long outage): its item exists.
+			if err := m.Ack(); err != nil {
+				w.log.Warn("ack inbound", "id", p.id, "err", err)
 			}
-			w.m.outcomes.WithLabelValues(p.queue).Inc()
-			w.m.lag.Observe(time.Since(p.arrived).Seconds())
-			done = append(done, p)
-		case err := <-p.fut.Err():
-			w.fail(ctx, p.in, p, fmt.Errorf("publish triaged: %w", err))
-		case <-ctx.Done():
-			w.fail(ctx, p.in, p, fmt.Errorf("publish triaged: %w", ctx.Err()))
+		default:
+			ready = append(ready, p)
 		}
 	}
-	for _, f := range index {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			w.log.Warn("index queued state", "err", err)
-		case <-ctx.Done():
+	// The triaged items, pipelined.
+	futs := make([]jetstream.PubAckFuture, len(ready))
+	for i, p := range ready {
+		futs[i], _ = w.h.JS.PublishMsgAsync(p.out)
+	}
+	var refused []*pending
+	var refusal error
+	for i, p := range ready {
+		ack, err := waitAck(ctx, futs[i])
+		switch {
+		case err == nil:
+			p.seq = ack.Sequence
+		case isPermanent(err):
+			w.failPublish(ctx)(p, err)
+		default:
+			refused, refusal = append(refused, p), err
 		}
 	}
-	for _, p := range done {
+	if !w.hold(ctx, refused, refusal, func(actx context.Context, p *pending) error {
+		ack, err := w.h.JS.PublishMsg(actx, p.out)
+		if err == nil {
+			p.seq = ack.Sequence
+		}
+		return err
+	}, w.failPublish(ctx)) {
+		return
+	}
+	// The index entries, pipelined and create-only; one that exists already is merged in order.
+	ready = slices.DeleteFunc(ready, func(p *pending) bool { return p.done })
+	for i, p := range ready {
+		futs[i], _ = w.h.JS.PublishMsgAsync(natsjs.StateMsg(p.id, p.queued()))
+	}
+	refused, refusal = nil, nil
+	for i, p := range ready {
+		_, err := waitAck(ctx, futs[i])
+		if err != nil && natsjs.IsConflict(err) {
+			err = w.indexQueued(ctx, p)
+		}
+		if err != nil {
+			refused, refusal = append(refused, p), err
+		}
+	}
+	if !w.hold(ctx, refused, refusal, w.indexQueued, func(p *pending, err error) {
+		w.log.Error("index queued state", "id", p.id, "err", err)
+	}) {
+		return
+	}
+	for _, p := range ready {
+		w.m.outcomes.WithLabelValues(p.queue).Inc()
+		w.m.lag.Observe(time.Since(p.arrived).Seconds())
 		if err := p.in.Ack(); err != nil {
-			// The item is published with its Nats-Msg-Id: a redelivery republishes a duplicate,
-			// which JetStream drops, so nothing is doubled.
+			// The item is published with its Nats-Msg-Id and indexed: a redelivery finds it in the
+			// index and only acknowledges, so nothing is doubled.
 			w.log.Warn("ack inbound", "id", p.id, "err", err)
 		}
 	}
+}
+
+// failPublish dead-letters an item whose publish failed for good (e.g. too large).
+func (w *Worker) failPublish(ctx context.Context) func(*pending, error) {
+	return func(p *pending, err error) {
+		w.fail(ctx, p.in, p, fmt.Errorf("%w: publish triaged: %v", errPermanent, err))
+		p.done = true
+	}
+}
+
+func waitAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	if f == nil {
+		return nil, nats.ErrConnectionClosed
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-ctx.Done():
+		// Stopping: the write may still land; the message is handed back and its redelivery finds
+		// the item (same Nats-Msg-Id) or the index entry.
+		return nil, ctx.Err()
+	case <-time.After(opTimeout):
+		return nil, context.DeadlineExceeded
+	}
+}
+
+func (p *pending) queued() natsjs.RequestState {
+	return natsjs.RequestState{State: natsjs.StateQueued, Queue: p.queue, InboundSeq: p.md.Sequence.Stream, TriagedSeq: p.seq}
+}
+
+// indexQueued records that the request waits in its queue, in order with what agents did: an entry
+// that already names this item (or a later one: the item was re-routed) only gains what it lacks.
+func (w *Worker) indexQueued(ctx context.Context, p *pending) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	want := p.queued()
+	_, err := natsjs.UpdateState(actx, w.h.Requests, p.id, func(st *natsjs.RequestState) error {
+		if st.TriagedSeq >= want.TriagedSeq && st.State != natsjs.StateReceived {
+			if st.InboundSeq != 0 {
+				return natsjs.ErrUnchanged
+			}
+			st.InboundSeq = want.InboundSeq
+			return nil
+		}
+		*st = want
+		return nil
+	})
+	return err
+}
+
+// hold keeps messages whose write JetStream refused (store full, disk full, no quorum, timeouts)
+// and retries try on each until it succeeds: the stage pauses meanwhile (no loop fetches new work),
+// Health reports the refusal, and the messages are reported in progress so JetStream does not hand
+// them to another worker. It reports false when ctx ended first: the messages still held are then
+// handed back at once for redelivery (none is lost; the refusal never counts as a failed attempt).
+// A permanent error (see isPermanent) ends the retries of that message with onPermanent.
+func (w *Worker) hold(ctx context.Context, held []*pending, cause error, try func(context.Context, *pending) error, onPermanent func(*pending, error)) bool {
+	if len(held) == 0 {
+		return true
+	}
+	w.pause(cause, len(held))
+	n := len(held)
+	defer func() { w.unpause(n) }()
+	bo := newBackOff(50*time.Millisecond, w.o.RetryWait)
+	reported := time.Now()
+	for len(held) > 0 {
+		if ctx.Err() != nil {
+			for _, p := range held {
+				_ = p.in.Nak()
+				p.done = true
+			}
+			w.log.Warn("stopping with messages JetStream refused; handed back for redelivery", "messages", len(held), "reason", cause)
+			return false
+		}
+		sleep(ctx, bo.NextBackOff())
+		if time.Since(reported) > w.o.AckWait/3 {
+			for _, p := range held {
+				_ = p.in.InProgress()
+			}
+			reported = time.Now()
+		}
+		rest := held[:0]
+		for _, p := range held {
+			actx, cancel := context.WithTimeout(ctx, opTimeout)
+			err := try(actx, p)
+			cancel()
+			switch {
+			case err == nil:
+			case isPermanent(err):
+				onPermanent(p, err)
+			default:
+				rest, cause = append(rest, p), err
+				w.setReason(err)
+			}
+		}
+		held = rest
+	}
+	w.log.Info("JetStream accepts writes again; triage resumed")
+	return true
+}
+
+func (w *Worker) pause(cause error, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.holders == 0 {
+		w.since, w.resume = time.Now(), make(chan struct{})
+		w.log.Error("JetStream refused the triage stage's writes; pausing and keeping the messages", "err", cause, "messages", n)
+	}
+	w.holders++
+	w.reason = reason(cause)
+	w.m.held.Add(float64(n))
+}
+
+func (w *Worker) unpause(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.holders--
+	w.m.held.Sub(float64(n))
+	if w.holders == 0 {
+		close(w.resume)
+		w.reason = ""
+	}
+}
+
+func (w *Worker) setReason(err error) {
+	w.mu.Lock()
+	w.reason = reason(err)
+	w.mu.Unlock()
+}
+
+// waitResumed blocks while the stage is paused; false when ctx ended.
+func (w *Worker) waitResumed(ctx context.Context) bool {
+	w.mu.Lock()
+	ch := w.resume
+	paused := w.holders > 0
+	w.mu.Unlock()
+	if !paused {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reason is JetStream's own description of a refusal, without the client's wrapping.
+func reason(err error) string {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Description != "" {
+		return apiErr.Description
+	}
+	return err.Error()
+}
+
+// isPermanent reports publish errors no retry can fix.
+func isPermanent(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeBadRequest
 }
 
 // errPermanent marks input that no retry can fix.
@@ -252,7 +475,11 @@ func (w *Worker) followup(req *channels.Request) (triage.Triage, bool) {
 	return t, true
 }
 
-func (w *Worker) prepare(m jetstream.Msg) (p *pending, err error) {
+// prepare decides one message. A redelivered message whose request the index already shows triaged
+// gets p.seq set and nothing to publish: the index is the stage's durable record, which keeps a
+// redelivery from doubling an item even after the duplicate window of its Nats-Msg-Id has passed
+// (a long outage, a full store).
+func (w *Worker) prepare(ctx context.Context, m jetstream.Msg) (p *pending, err error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return nil, fmt.Errorf("%w: metadata: %v", errPermanent, err)
@@ -265,6 +492,15 @@ func (w *Worker) prepare(m jetstream.Msg) (p *pending, err error) {
 	p.id = req.ID
 	if err := req.Validate(); err != nil {
 		return p, fmt.Errorf("%w: %v", errPermanent, err)
+	}
+	if md.NumDelivered > 1 {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+		st, _, err := natsjs.GetState(actx, w.h.Requests, req.ID)
+		cancel()
+		if err == nil && st.TriagedSeq > 0 {
+			p.seq, p.queue = st.TriagedSeq, st.Queue
+			return p, nil
+		}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -321,8 +557,9 @@ func validOutcome(o string) bool {
 	return false
 }
 
-// fail hands a message back for another delivery, or dead-letters it when the error is permanent
-// or this was its last allowed delivery.
+// fail hands a message that could not be processed back for another delivery, or dead-letters it
+// when the error is permanent or this was its last allowed attempt. A dead letter JetStream refuses
+// is kept in hand and retried like any refused write (hold): the message is never dropped.
 func (w *Worker) fail(ctx context.Context, m jetstream.Msg, p *pending, cause error) {
 	deliveries := uint64(0)
 	if p != nil && p.md != nil {
@@ -334,9 +571,21 @@ func (w *Worker) fail(ctx context.Context, m jetstream.Msg, p *pending, cause er
 		_ = m.NakWithDelay(time.Duration(deliveries) * time.Second)
 		return
 	}
-	if err := w.deadLetter(ctx, m, p, cause); err != nil {
-		w.log.Error("dead-letter failed, leaving message for redelivery", "err", err, "cause", cause)
-		_ = m.NakWithDelay(5 * time.Second)
+	if p == nil {
+		p = &pending{in: m}
+	}
+	try := func(actx context.Context, p *pending) error { return w.deadLetter(actx, p, cause) }
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	err := try(actx, p)
+	cancel()
+	if err != nil && !w.hold(ctx, []*pending{p}, err, try, func(p *pending, err error) {
+		w.log.Error("dead letter refused for good; the message stays in CAU_INBOUND", "err", err, "cause", cause)
+		p.done = true
+	}) {
+		return
+	}
+	if p.done {
+		_ = m.NakWithDelay(time.Minute)
 		return
 	}
 	w.m.dead.Inc()
@@ -344,21 +593,27 @@ func (w *Worker) fail(ctx context.Context, m jetstream.Msg, p *pending, cause er
 	_ = m.Term()
 }
 
-func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, p *pending, cause error) error {
-	if err := deadletter.Publish(ctx, w.h.JS, deadletter.FromMsg(deadletter.StageTriage, m, cause)); err != nil {
+// deadLetter writes the message and the reason onto cau.dlq.triage and marks the request dead in
+// the index (unless it was triaged after all).
+func (w *Worker) deadLetter(ctx context.Context, p *pending, cause error) error {
+	if err := deadletter.Publish(ctx, w.h.JS, deadletter.FromMsg(deadletter.StageTriage, p.in, cause)); err != nil {
 		return err
 	}
 	var seq uint64
-	if p != nil && p.md != nil {
+	if p.md != nil {
 		seq = p.md.Sequence.Stream
 	}
-	if p != nil && p.id != "" {
-		st := natsjs.RequestState{State: natsjs.StateDead, InboundSeq: seq, Reason: cause.Error()}
-		if _, err := w.h.JS.PublishMsg(ctx, natsjs.StateMsg(p.id, st, false)); err != nil {
-			w.log.Warn("index dead state", "id", p.id, "err", err)
-		}
+	if p.id == "" {
+		return nil
 	}
-	return nil
+	_, err := natsjs.UpdateState(ctx, w.h.Requests, p.id, func(st *natsjs.RequestState) error {
+		if st.TriagedSeq > 0 || st.State == natsjs.StateDead {
+			return natsjs.ErrUnchanged
+		}
+		*st = natsjs.RequestState{State: natsjs.StateDead, InboundSeq: seq, Reason: cause.Error()}
+		return nil
+	})
+	return err
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -366,4 +621,11 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+func newBackOff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = initial, maxWait
+	b.Reset()
+	return b
 }
