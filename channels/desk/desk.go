@@ -231,33 +231,26 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	var idemKey string
 	if s.IdempotencyKey != "" {
 		msgID = "desk:key:" + natsjs.ShortHash(s.IdempotencyKey)
-		{
-			idemKey = natsjs.DeskIdempotencyKey(s.IdempotencyKey).String()
-			fp := fingerprint(s)
-			rec := idemRecord{Request: *req, Hash: fp}
-			b, _ := json.Marshal(rec)
-			if _, err := d.o.Idempotency.Create(ctx, idemKey, b); err != nil {
-				if !errors.Is(err, jetstream.ErrKeyExists) {
-					return Result{}, fmt.Errorf("idempotency key: %w", err)
-				}
-				e, err := d.o.Idempotency.Get(ctx, idemKey)
-				if err != nil {
-					return Result{}, fmt.Errorf("idempotency key: %w", err)
-				}
-				var prev idemRecord
-				if err := json.Unmarshal(e.Value(), &prev); err != nil {
-					return Result{}, fmt.Errorf("idempotency key: decode: %w", err)
-				}
-				if prev.Hash != fp {
-					return Result{}, ErrKeyReused
-				}
-				if prev.Published {
-					return Result{ID: prev.Request.ID, Repeated: true}, nil
-				}
-				// The first attempt stopped before JetStream's ack: publish the same request with
-				// the same Nats-Msg-Id, which JetStream drops if it did land.
-				req = &prev.Request
+		idemKey = natsjs.DeskIdempotencyKey(s.IdempotencyKey).String()
+		prev, err := d.claimKey(ctx, idemKey, idemRecord{Request: *req, Hash: fingerprint(s)})
+		switch {
+		case err != nil:
+			return Result{}, err
+		case prev == nil:
+			// The key is ours: publish below.
+		case prev.Hash != fingerprint(s):
+			return Result{}, ErrKeyReused
+		case prev.Published:
+			return Result{ID: prev.Request.ID, Repeated: true}, nil
+		default:
+			// The first attempt may have landed without its ack reaching it (a timeout, a full
+			// store): the request index knows, even after the duplicate window of the Nats-Msg-Id.
+			if _, _, err := natsjs.GetState(ctx, d.o.Idempotency, prev.Request.ID); err == nil {
+				return Result{ID: prev.Request.ID, Repeated: true}, nil
 			}
+			// Else publish the same request with the same Nats-Msg-Id, which JetStream drops if it
+			// did land.
+			req = &prev.Request
 		}
 	}
 	rec, err := d.o.Sink.Publish(ctx, channels.Submission{
@@ -279,6 +272,38 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 		}
 	}
 	return Result{ID: req.ID, Repeated: rec.Duplicate}, nil
+}
+
+// claimKey records rec under an idempotency key, or returns the record already there (nil when rec
+// was recorded). Several replicas may race for a key: the bucket's leader admits one create, and
+// the others read that record, waiting while it is still in flight.
+func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemRecord, error) {
+	b, _ := json.Marshal(rec)
+	for attempt := 0; ; attempt++ {
+		_, err := d.o.Idempotency.Create(ctx, key, b)
+		if err == nil {
+			return nil, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("idempotency key: %w", err)
+		}
+		e, err := d.o.Idempotency.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			// The other create is still in flight (or failed): try again.
+			if err := natsjs.AwaitConflict(ctx, attempt); err != nil {
+				return nil, fmt.Errorf("idempotency key: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("idempotency key: %w", err)
+		}
+		var prev idemRecord
+		if err := json.Unmarshal(e.Value(), &prev); err != nil {
+			return nil, fmt.Errorf("idempotency key: decode: %w", err)
+		}
+		return &prev, nil
+	}
 }
 
 // fingerprint identifies what a submission asks, to detect a key reused for something else.

@@ -363,6 +363,9 @@ func (d *textDecoder) decodeHeader(v string) string {
 		if err != nil {
 			return nil, err
 		}
+		if cs == wordGuessLabel {
+			cs = ""
+		}
 		return strings.NewReader(d.decode(cs, raw)), nil
 	}}
 	if s, err := wd.DecodeHeader(v); err == nil {
@@ -371,12 +374,19 @@ func (d *textDecoder) decodeHeader(v string) string {
 	return strings.ToValidUTF8(strings.TrimSpace(strings.Join(strings.Fields(v), " ")), "\uFFFD")
 }
 
-// escape8bitInWords rewrites raw 8-bit bytes inside "=?charset?Q?…?=" words as =XX, which is what
-// the sender meant.
+// wordGuessLabel relabels the encoded words that Go's decoder would read itself without checking
+// (us-ascii, utf-8), so that their bytes go through decode: UTF-8 under a us-ascii label is kept,
+// Latin-1 under a utf-8 label is detected.
+const wordGuessLabel = "x-caud-unchecked"
+
+// escape8bitInWords prepares encoded words for Go's decoder: raw 8-bit bytes inside
+// "=?charset?Q?…?=" become =XX (what the sender meant), and us-ascii and utf-8 words are relabelled
+// wordGuessLabel.
 func escape8bitInWords(v string) string {
-	if isASCII([]byte(v)) || !strings.Contains(v, "=?") {
+	if !strings.Contains(v, "=?") {
 		return v
 	}
+	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	rest := v
 	for {
@@ -384,37 +394,40 @@ func escape8bitInWords(v string) string {
 		if i < 0 {
 			break
 		}
-		// =?cs?Q?text?=
-		q := strings.Index(rest[i+2:], "?")
-		if q < 0 || i+2+q+3 > len(rest) {
-			break
-		}
-		encAt := i + 2 + q + 1
-		if !(rest[encAt] == 'q' || rest[encAt] == 'Q') || rest[encAt+1] != '?' {
-			b.WriteString(rest[:encAt])
-			rest = rest[encAt:]
+		q := strings.IndexByte(rest[i+2:], '?')
+		if q < 0 || i+2+q+3 > len(rest) || rest[i+2+q+2] != '?' {
+			b.WriteString(rest[:i+2])
+			rest = rest[i+2:]
 			continue
 		}
+		label := rest[i+2 : i+2+q]
+		encAt := i + 2 + q + 1
 		end := strings.Index(rest[encAt+2:], "?=")
 		if end < 0 {
 			break
 		}
 		textEnd := encAt + 2 + end
-		b.WriteString(rest[:encAt+2])
+		b.WriteString(rest[:i+2])
+		cs, _, _ := strings.Cut(strings.ToLower(label), "*") // RFC 2231 language suffix
+		switch cs {
+		case "us-ascii", "ascii", "utf-8", "utf8":
+			b.WriteString(wordGuessLabel)
+		default:
+			b.WriteString(label)
+		}
+		b.WriteString(rest[i+2+q : encAt+2])
+		qEnc := rest[encAt] == 'q' || rest[encAt] == 'Q'
 		for k := encAt + 2; k < textEnd; k++ {
-			c := rest[k]
-			if c >= 0x80 || c == ' ' {
-				const hex = "0123456789ABCDEF"
-				if c == ' ' {
-					b.WriteByte('_')
-					continue
-				}
+			switch c := rest[k]; {
+			case qEnc && c >= 0x80:
 				b.WriteByte('=')
 				b.WriteByte(hex[c>>4])
 				b.WriteByte(hex[c&15])
-				continue
+			case qEnc && c == ' ':
+				b.WriteByte('_')
+			default:
+				b.WriteByte(c)
 			}
-			b.WriteByte(c)
 		}
 		b.WriteString("?=")
 		rest = rest[textEnd+2:]

@@ -16,15 +16,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
 )
 
-func startCluster(t *testing.T) *natscluster.Cluster {
-	t.Helper()
-	c, err := natscluster.Start(natscluster.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Shutdown)
-	return c
-}
+func startCluster(t *testing.T) *natscluster.Cluster { return natstest.StartCluster(t) }
 
 // raceTopology runs EnsureTopology from n clients released at the same moment; every one must
 // succeed.

@@ -59,7 +59,7 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 		JetStreamMaxMemory: o.MaxMemory,
 		JetStreamMaxStore:  o.MaxStore,
 		NoSigs:             true,
-		NoLog:              true,
+		NoLog:              log == nil,
 		MaxPayload:         8 << 20,
 		Authorization:      o.Token,
 	}
@@ -82,6 +82,9 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if log != nil {
+		ns.SetLoggerV2(serverLog{log.With("component", "nats-server")}, false, false, false)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(o.ReadyTimeout) {

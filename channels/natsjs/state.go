@@ -104,6 +104,25 @@ func UpdateState(ctx context.Context, kv jetstream.KeyValue, id string, fn func(
 		if !IsConflict(err) || attempt >= 20 {
 			return st, fmt.Errorf("update state %s: %w", id, err)
 		}
+		if err := AwaitConflict(ctx, attempt); err != nil {
+			return st, fmt.Errorf("update state %s: %w", id, err)
+		}
+	}
+}
+
+// AwaitConflict waits before the next try after a compare-and-set conflict. On a cluster the
+// conflicting write may still be in flight (the stream leader refuses a second write to a key
+// with one proposed but not yet applied), so an immediate re-read can miss it: 2 ms, doubling, at
+// most 100 ms. It returns ctx's error when ctx ends first.
+func AwaitConflict(ctx context.Context, attempt int) error {
+	d := min(2*time.Millisecond<<min(attempt, 6), 100*time.Millisecond)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -111,7 +130,8 @@ func UpdateState(ctx context.Context, kv jetstream.KeyValue, id string, fn func(
 // has another revision (update).
 func IsConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }
 
 // StateMsg builds a pipelined create-only put of a request's "<id>" entry: it fails with a

@@ -37,6 +37,8 @@ func (a *app) eventText(e HistoryEvent) string {
 			s += " (" + e.Source + ")"
 		}
 		return s
+	case audit.Replayed:
+		return "Reprocesada desde los mensajes fallidos"
 	case audit.Triaged:
 		s := "Triaje automático: " + label(outcomeLabels, e.Outcome)
 		if e.Service != "" {

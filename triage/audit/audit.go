@@ -46,6 +46,7 @@ const (
 // Event types, in the order they usually happen.
 const (
 	Received = "received" // reached the help desk (Channel, Source)
+	Replayed = "replayed" // an operator replayed it from the dead letters (Channel, Source)
 	Triaged  = "triaged"  // the engine decided (Outcome, Kind, Service, Group, Confidence, By)
 	Claimed  = "claimed"  // an agent took it (Agent, Queue, Lease, ExpiresAt)
 	Extended = "extended" // an agent kept it longer (Agent, Lease, ExpiresAt)
@@ -167,7 +168,8 @@ func Open(ctx context.Context, js jetstream.JetStream, o TrailOptions) (*Trail, 
 		MaxAge:      o.Retention,
 		Duplicates:  o.DedupWindow,
 		Replicas:    o.Replicas,
-		AllowDirect: true,
+		// Reads go to the stream leader, so a history read right after an action shows it.
+		AllowDirect: false,
 		Discard:     jetstream.DiscardOld,
 	}, natsjs.Topology{})
 	if err != nil {

@@ -229,8 +229,8 @@ func TestRecorderDropsVisiblyWhenFull(t *testing.T) {
 	nilRec.Record(context.Background(), audit.Event{}) // a nil recorder records nothing
 }
 
-// TestProjectorDeadLettersAndNotices: a dead letter and a sent notice become events of their
-// request; a dead letter naming no request is skipped, not retried forever.
+// TestProjectorDeadLettersAndNotices: a dead letter, its replay and a sent notice become events of
+// their request; a dead letter naming no request is skipped, not retried forever.
 func TestProjectorDeadLettersAndNotices(t *testing.T) {
 	env, tr := setup(t)
 	ctx := context.Background()
@@ -261,8 +261,17 @@ func TestProjectorDeadLettersAndNotices(t *testing.T) {
 	if _, err := kv.Put(ctx, "sent."+id+".acuse", []byte(`{"channel":"email","to":"ana@ipn.mx","sent_at":"2025-10-14T16:05:00Z"}`)); err != nil {
 		t.Fatal(err)
 	}
+	replay := nats.NewMsg(natsjs.SubjectInboundPrefix + "desk")
+	replay.Data = []byte(`{"id":"` + id + `","channel":"phone","received_at":"2025-10-14T16:00:00Z","text":"x"}`)
+	replay.Header.Set(deadletter.HeaderReplayedOf, "7")
+	if _, err := env.JS.PublishMsg(ctx, replay); err != nil {
+		t.Fatal(err)
+	}
 	var h []audit.Event
-	waitFor(t, "two events", func() bool { h = historyOf(t, tr, id); return len(h) == 2 })
+	waitFor(t, "three events", func() bool { h = historyOf(t, tr, id); return len(h) == 3 })
+	if r := find(h, audit.Replayed); len(r) != 1 || r[0].Channel != "phone" {
+		t.Errorf("replayed: %+v", h)
+	}
 	dead, sent := find(h, audit.Dead), find(h, audit.Notified)
 	if len(dead) != 1 || dead[0].Stage != "triage" || !strings.Contains(dead[0].Reason, "no text") {
 		t.Errorf("dead: %+v", dead)

@@ -256,7 +256,8 @@ func cmp(a, b error) error {
 	return b
 }
 
-// receivedEvents maps a request on cau.inbound.* to its "received" event.
+// receivedEvents maps a request on cau.inbound.* to its "received" event, or "replayed" when an
+// operator replayed it from the dead letters.
 func receivedEvents(m jetstream.Msg, md *jetstream.MsgMetadata) []Event {
 	var r struct {
 		ID         string    `json:"id"`
@@ -270,12 +271,11 @@ func receivedEvents(m jetstream.Msg, md *jetstream.MsgMetadata) []Event {
 	if at.IsZero() {
 		at = md.Timestamp
 	}
-	id := Received + ":" + r.ID
-	if h := m.Headers().Get(deadletter.HeaderReplayedOf); h != "" {
-		id += ":replay:" + strconv.FormatUint(md.Sequence.Stream, 10)
-		at = md.Timestamp
+	e := Event{ID: Received + ":" + r.ID, RequestID: r.ID, Type: Received, At: at, Channel: r.Channel, Source: m.Headers().Get("ce-source")}
+	if m.Headers().Get(deadletter.HeaderReplayedOf) != "" {
+		e.ID, e.Type, e.At = Replayed+":"+r.ID+":"+strconv.FormatUint(md.Sequence.Stream, 10), Replayed, md.Timestamp
 	}
-	return []Event{{ID: id, RequestID: r.ID, Type: Received, At: at, Channel: r.Channel, Source: m.Headers().Get("ce-source")}}
+	return []Event{e}
 }
 
 // triagedEvents maps an item on cau.triaged.* to its "triaged" event; re-routed items are the

@@ -4,6 +4,7 @@ package natstest
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/natsjs/natscluster"
 )
 
 // Env is a running server, a connection and the topology.
@@ -24,7 +26,17 @@ type Env struct {
 // Start runs an embedded JetStream server and creates the topology; everything stops at cleanup.
 func Start(t testing.TB, topo natsjs.Topology) *Env {
 	t.Helper()
-	ns, err := natsjs.StartEmbedded(natsjs.EmbeddedOptions{StoreDir: t.TempDir()}, nil)
+	return StartWith(t, natsjs.EmbeddedOptions{}, nil, topo)
+}
+
+// StartWith is Start with the embedded server's options (StoreDir is a temporary directory when
+// empty) and a logger that receives the server's own log (nil: none).
+func StartWith(t testing.TB, eo natsjs.EmbeddedOptions, log *slog.Logger, topo natsjs.Topology) *Env {
+	t.Helper()
+	if eo.StoreDir == "" {
+		eo.StoreDir = t.TempDir()
+	}
+	ns, err := natsjs.StartEmbedded(eo, log)
 	if err != nil {
 		t.Fatalf("start nats: %v", err)
 	}
@@ -49,4 +61,37 @@ func Start(t testing.TB, topo natsjs.Topology) *Env {
 		t.Fatalf("topology: %v", err)
 	}
 	return &Env{Server: ns, Conn: nc, Handles: h}
+}
+
+// StartCluster runs a JetStream cluster of three in-process nodes on loopback; it stops at cleanup.
+func StartCluster(t testing.TB) *natscluster.Cluster {
+	t.Helper()
+	c, err := natscluster.Start(natscluster.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Shutdown)
+	return c
+}
+
+// OnNode is what a caud replica connected to node i of c has: a connection to that node only and
+// the topology's handles (EnsureTopology run through it). Env.Server is nil.
+func OnNode(t testing.TB, c *natscluster.Cluster, i int, topo natsjs.Topology) *Env {
+	t.Helper()
+	nc, err := nats.Connect(c.URLs()[i], nats.UserInfo(c.User, c.Password))
+	if err != nil {
+		t.Fatalf("connect node %d: %v", i, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := natsjs.EnsureTopology(ctx, js, topo)
+	if err != nil {
+		t.Fatalf("topology through node %d: %v", i, err)
+	}
+	return &Env{Conn: nc, Handles: h}
 }
