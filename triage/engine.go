@@ -81,8 +81,9 @@ type Engine struct {
 	cache     sync.Map // folded word → stem id (int32), see lookup
 	cached    atomic.Int64
 	nb        *learned
-	offerDoc  int // the orientation target for unsolicited offers (-1: none)
-	verifyDoc int // the service asked "is this message genuine?" (-1: none)
+	cal       *calibration // nil: the uncalibrated confidence
+	offerDoc  int          // the orientation target for unsolicited offers (-1: none)
+	verifyDoc int          // the service asked "is this message genuine?" (-1: none)
 	model     *Model
 	version   string
 }
@@ -187,6 +188,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 	texts := e.trainingTexts(c, m)
 	e.nb = e.train(texts)
 	e.offerDoc = offerTarget(e.docs, texts)
+	defer func() { e.cal = e.calibrate(texts) }() // after the matcher is complete
 	e.verifyDoc = verifyTarget(e.docs, texts)
 
 	// BM25-style idf over candidates, normalized so that a term unique to one candidate weighs 1.
@@ -281,8 +283,10 @@ type scratch struct {
 	serv        float64
 	cues        []hit
 	tcl         map[int32]termClause // term → clause of its strongest occurrence
-	nbHits      []float64            // learned evidence per candidate
-	nbTop       []hit                // strongest learned feature per candidate
+	raw         *[3]float64          // confidence features of the last decision
+	rawBuf      [3]float64
+	nbHits      []float64 // learned evidence per candidate
+	nbTop       []hit     // strongest learned feature per candidate
 }
 
 type hit struct {
@@ -448,6 +452,13 @@ func (e *Engine) mayMatch(w string) bool {
 // Decide triages one request. It is pure and safe for concurrent use; it never fails: a request that
 // cannot be decided gets OutcomeAclaracion with questions.
 func (e *Engine) Decide(in Input) Triage {
+	t, _ := e.decideWith(in, e.nb)
+	return t
+}
+
+// decideWith decides with the learned model nb (calibration decides with a model trained on part
+// of the examples) and returns the raw confidence features of a decision that is not aclaracion.
+func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 	s := e.scratch.Get().(*scratch)
 	defer e.scratch.Put(s)
 	content := e.tokens(s, in)
@@ -523,9 +534,11 @@ func (e *Engine) Decide(in Input) Triage {
 			}
 		}
 	}
-	e.nbScore(s)
+	e.nbScore(s, nb)
 	e.readClauses(s)
-	return e.decide(s, content)
+	s.raw = nil
+	t := e.decide(s, content)
+	return t, s.raw
 }
 
 // termClause is the clause of a term's strongest occurrence.
@@ -752,7 +765,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 		out.Outcome = OutcomeNoCompetente
 		out.Area = t.Target
 		out.Orientation = &Orientation{Target: t.Target, Office: t.Office, Message: t.Message}
-		out.Confidence = confidence(oosScore, itScore, ncScore)
+		out.Confidence = e.confidence(s, oosScore, itScore, ncScore)
 		expl := e.explainDoc(s, bestOOS.doc) + " → " + t.Target
 		if bestIT != nil {
 			expl += fmt.Sprintf("; supera a %s (%.1f contra %.1f)", e.docs[bestIT.doc].short(), oosScore, itScore)
@@ -789,7 +802,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	d := e.docs[bestIT.doc]
 	kind, kindWhy := e.kind(s, d)
 	out.Kind = kind
-	out.Confidence = confidence(itScore, max(runner, 0), minScore)
+	out.Confidence = e.confidence(s, itScore, max(runner, 0), minScore)
 	expl := e.explainDoc(s, bestIT.doc)
 	if d.kind == docInformativo {
 		out.Outcome = OutcomeInformativo
