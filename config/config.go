@@ -122,6 +122,21 @@ type IMAPConfig struct {
 	// least 3s). The holder renews it every third; a standby takes over at most this long after
 	// the holder died, and at once when the holder stopped cleanly.
 	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+	// Attachments bounds the reading of PDF and image attachments (imap.attachments.*).
+	Attachments AttachmentsConfig `mapstructure:"attachments"`
+}
+
+// AttachmentsConfig: PDF and image attachments of mail are read (PDF text layer, else OCR) before
+// the request is published, so that the triage reads them and an attached oficio fills the memo
+// fields. Read default true; MaxBytes default 10 MiB per attachment; MaxPages default 5; Timeout
+// default 20s per mail (what is not read by then is published unread); Workers default 2 (files
+// read at once across all mailboxes).
+type AttachmentsConfig struct {
+	Read     bool          `mapstructure:"read"`
+	MaxBytes int64         `mapstructure:"max_bytes"`
+	MaxPages int           `mapstructure:"max_pages"`
+	Timeout  time.Duration `mapstructure:"timeout"`
+	Workers  int           `mapstructure:"workers"`
 }
 
 // Mailbox is one IMAP mailbox (imap.mailboxes[i]). Name, Address, Host and a password are required.

@@ -46,7 +46,9 @@ func defaults() Config {
 			Retention:      90 * 24 * time.Hour,
 			ConnectTimeout: 5 * time.Second,
 		},
-		IMAP: IMAPConfig{LeaseTTL: 8 * time.Second},
+		IMAP: IMAPConfig{LeaseTTL: 8 * time.Second, Attachments: AttachmentsConfig{
+			Read: true, MaxBytes: 10 * MiB, MaxPages: 5, Timeout: 20 * time.Second, Workers: 2,
+		}},
 		Memo: MemoConfig{Enabled: true, MaxBytes: 50 * MiB, Workers: 2, PageWorkers: 2, PageTimeout: time.Minute, MaxPages: 20},
 		Social: SocialConfig{
 			Facebook: FacebookConfig{APIBase: "https://graph.facebook.com/v21.0"},

@@ -149,6 +149,12 @@ func (c *Config) validateIMAP(v *checker) {
 	if c.IMAP.LeaseTTL < 3*time.Second {
 		v.bad("imap.lease_ttl", "must be at least 3s (got %s)", c.IMAP.LeaseTTL)
 	}
+	if a := c.IMAP.Attachments; a.Read {
+		v.positive("imap.attachments.max_bytes", a.MaxBytes)
+		v.positive("imap.attachments.max_pages", int64(a.MaxPages))
+		v.positive("imap.attachments.workers", int64(a.Workers))
+		v.atLeast("imap.attachments.timeout", a.Timeout, time.Second)
+	}
 	names, channels := map[string]int{}, map[string]int{}
 	for i := range c.IMAP.Mailboxes {
 		m := &c.IMAP.Mailboxes[i]

@@ -330,6 +330,14 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 	add(dropMentions(in.Subject), true, false)
 	add(own, false, false)
 	add(quoted, false, true)
+	attachedFrom := len(s.clauses)
+	attached := float32(1)
+	if in.Attachments != "" {
+		add(in.Attachments, false, false)
+		if e.ownWords(s, attachedFrom) >= attachmentFullBelow {
+			attached = AttachmentWeight
+		}
+	}
 	weighClauses(s.clauses)
 	content := 0
 	for k := range s.clauses {
@@ -337,6 +345,9 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		zone := float32(c.weight)
 		if c.subject {
 			zone *= float32(e.th.SubjectWeight)
+		}
+		if k >= attachedFrom {
+			zone *= attached
 		}
 		for _, w := range s.clauseWords[k] {
 			if e.stop[w] {
@@ -354,6 +365,29 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		s.cl = append(s.cl, int16(min(k, 1<<14)))
 	}
 	return content
+}
+
+// AttachmentWeight multiplies the words of attachment text when the requester's own text (subject
+// and body) has at least attachmentFullBelow content words: what a person wrote decides first.
+const (
+	AttachmentWeight    = 0.5
+	attachmentFullBelow = 8
+)
+
+// ownWords counts the content words of the first n clauses that are not quoted history.
+func (e *Engine) ownWords(s *scratch, n int) int {
+	words := 0
+	for k := range n {
+		if s.clauses[k].role == roleQuoted {
+			continue
+		}
+		for _, w := range s.clauseWords[k] {
+			if !e.stop[w] {
+				words++
+			}
+		}
+	}
+	return words
 }
 
 // maxCachedWords bounds the memory of the word cache of an engine (about 100 bytes a word).

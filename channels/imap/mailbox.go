@@ -185,6 +185,7 @@ type metrics struct {
 	lastSync, connected            *prometheus.GaugeVec
 	reconnectBackoff               *prometheus.GaugeVec
 	moveRecovered                  *prometheus.CounterVec
+	attachments                    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -197,6 +198,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lastSync:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_last_sync_timestamp_seconds", Help: "Unix time of the last complete sync of the mailbox."}, []string{"mailbox"}),
 		connected:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_connected", Help: "1 while this process is connected to the mailbox and holds its lease."}, []string{"mailbox"}),
 		reconnectBackoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_reconnect_backoff_seconds", Help: "Current reconnect backoff of the mailbox (0 once a sync completed)."}, []string{"mailbox"}),
+		attachments:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_attachments_total", Help: "PDF and image attachments read (read_text, read_ocr) or not (unread_<reason>)."}, []string{"mailbox", "result"}),
 		moveRecovered:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_move_recovered_total", Help: "Messages of an interrupted move found already copied to the destination folder and removed from the source instead of being copied again."}, []string{"mailbox"}),
 	}
 	if reg == nil {
@@ -212,6 +214,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.connected = register(reg, m.connected)
 	m.reconnectBackoff = register(reg, m.reconnectBackoff)
 	m.moveRecovered = register(reg, m.moveRecovered)
+	m.attachments = register(reg, m.attachments)
 	return m
 }
 

@@ -24,7 +24,7 @@ func TestFixtureMailsBecomeRequests(t *testing.T) {
 		appendRaw(t, c, "INBOX", fixtureMail(t, "mail", mf.File))
 	}
 	r := runMailbox(t, env.options(srv.Addr), env.Sink)
-	waitFor(t, 20*time.Second, "30 requests", func() bool { return r.mb.Stats().Published == 30 })
+	waitFor(t, time.Minute, "30 requests", func() bool { return r.mb.Stats().Published == 30 })
 	want := fixtureRequests(t)
 	byMID := map[string]mailManifest{}
 	for _, mf := range manifest {

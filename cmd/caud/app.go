@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -323,8 +324,22 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 		a.health = append(a.health, h)
 		mux.Handle("/webhooks/x", h)
 	}
+	var attachments channels.AttachmentReader
+	if ac := cfg.IMAP.Attachments; ac.Read && len(cfg.IMAP.Mailboxes) > 0 {
+		r, err := memo.NewReader(runCtx, memo.ReaderOptions{
+			MaxBytes: ac.MaxBytes, MaxPages: ac.MaxPages, Workers: ac.Workers, Units: unitDirectory{units},
+		})
+		if err != nil {
+			return fmt.Errorf("attachment reader: %w", err)
+		}
+		if missing := r.Missing(); len(missing) > 0 {
+			a.log.Warn("mail attachments will be archived unread: OCR tools missing", "missing", strings.Join(missing, ", "))
+		}
+		attachments = r
+	}
 	for _, mb := range cfg.IMAP.Mailboxes {
 		m, err := imap.New(imap.Options{
+			Attachments: attachments, AttachmentTimeout: cfg.IMAP.Attachments.Timeout, MaxAttachmentReadBytes: cfg.IMAP.Attachments.MaxBytes,
 			Name: mb.Name, Address: mb.Address, Host: mb.Host, TLS: mb.TLS,
 			Username: mb.Username, Password: mb.Password, Folder: mb.Folder,
 			ProcessedFolder: mb.ProcessedFolder, FlagOnly: mb.FlagOnly, QuarantineFolder: mb.QuarantineFolder,

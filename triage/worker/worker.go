@@ -200,6 +200,9 @@ type pending struct {
 // opTimeout bounds one JetStream round trip of the stage.
 const opTimeout = 5 * time.Second
 
+// maxAttachmentText bounds the attachment text the engine reads of one request.
+const maxAttachmentText = 32 << 10
+
 // process triages a batch: decide all, publish all triaged items pipelined, then the index entries,
 // then acknowledge the inputs. What JetStream refuses is kept in hand and retried (see hold); what
 // cannot be processed is retried or dead-lettered (see fail).
@@ -510,7 +513,7 @@ func (w *Worker) prepare(ctx context.Context, m jetstream.Msg) (p *pending, err 
 	t, followed := w.followup(&req)
 	if !followed {
 		start := time.Now()
-		t = w.o.Decide(triage.Input{Subject: req.Subject, Text: req.Text, Channel: req.Channel})
+		t = w.o.Decide(triage.Input{Subject: req.Subject, Text: req.Text, Channel: req.Channel, Attachments: req.AttachmentText(maxAttachmentText)})
 		w.m.decide.Observe(time.Since(start).Seconds())
 	}
 	if !validOutcome(t.Outcome) {
