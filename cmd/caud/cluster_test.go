@@ -300,9 +300,14 @@ func TestClusterMailboxFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	holderOf := func() int {
+		e, err := state.Get(ctx, "imap."+clusterrig.MailboxName+".lease")
+		if err != nil {
+			return -1
+		}
+		var l struct{ Holder string }
+		_ = json.Unmarshal(e.Value(), &l)
 		for i, r := range reps {
-			if r.app.instance != nil && len(r.app.health) > 0 && r.app.health[0].Health()[0].OK &&
-				strings.HasPrefix(r.app.health[0].Health()[0].Detail, "connected") {
+			if r.app.instance.holder == l.Holder {
 				return i
 			}
 		}

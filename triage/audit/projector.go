@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Source names (label "source" of the projector's metrics).
@@ -158,7 +159,7 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 func (p *Projector) loop(ctx context.Context, s source) {
-	backoff := 100 * time.Millisecond
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for ctx.Err() == nil {
 		msgs, err := natsjs.Fetch(s.cons, p.o.Batch, time.Second)
 		if err == nil && len(msgs) > 0 {
@@ -167,7 +168,7 @@ func (p *Projector) loop(ctx context.Context, s source) {
 			cancel()
 		}
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			b.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -175,11 +176,7 @@ func (p *Projector) loop(ctx context.Context, s source) {
 		}
 		p.m.errors.WithLabelValues(s.name).Inc()
 		p.log.Warn("audit projector", "source", s.name, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		b.Wait(ctx)
 	}
 }
 
