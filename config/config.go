@@ -29,18 +29,19 @@ type Config struct {
 	// File is the YAML file that was read, "" when none. It is not a configuration key.
 	File string `mapstructure:"-"`
 
-	DataDir string       `mapstructure:"data_dir"` // data_dir, default "./data"
-	Roles   []string     `mapstructure:"roles"`    // roles, default [intake, triage, queues]
-	Log     LogConfig    `mapstructure:"log"`
-	HTTP    HTTPConfig   `mapstructure:"http"`
-	NATS    NATSConfig   `mapstructure:"nats"`
-	IMAP    IMAPConfig   `mapstructure:"imap"`
-	Memo    MemoConfig   `mapstructure:"memo"`
-	Social  SocialConfig `mapstructure:"social"`
-	Triage  TriageConfig `mapstructure:"triage"`
-	Queues  QueuesConfig `mapstructure:"queues"`
-	Notify  NotifyConfig `mapstructure:"notify"`
-	Units   UnitsConfig  `mapstructure:"units"`
+	DataDir string        `mapstructure:"data_dir"` // data_dir, default "./data"
+	Roles   []string      `mapstructure:"roles"`    // roles, default [intake, triage, queues]
+	Log     LogConfig     `mapstructure:"log"`
+	HTTP    HTTPConfig    `mapstructure:"http"`
+	NATS    NATSConfig    `mapstructure:"nats"`
+	IMAP    IMAPConfig    `mapstructure:"imap"`
+	Memo    MemoConfig    `mapstructure:"memo"`
+	Social  SocialConfig  `mapstructure:"social"`
+	Triage  TriageConfig  `mapstructure:"triage"`
+	Queues  QueuesConfig  `mapstructure:"queues"`
+	Notify  NotifyConfig  `mapstructure:"notify"`
+	Units   UnitsConfig   `mapstructure:"units"`
+	Console ConsoleConfig `mapstructure:"console"`
 }
 
 // HasRole reports whether role is among c.Roles.
@@ -251,4 +252,18 @@ type SMTPConfig struct {
 // UnitsConfig selects the IPN unit list (units.file: "" = the embedded list, see LoadUnits).
 type UnitsConfig struct {
 	File string `mapstructure:"file"`
+}
+
+// ConsoleConfig configures the web console served at / (console.*).
+type ConsoleConfig struct {
+	// Enabled serves the console (console.enabled, default true; it needs the queues role).
+	Enabled bool `mapstructure:"enabled"`
+	// UsersFile holds the console accounts (console.users_file, default <data_dir>/users.yaml),
+	// edited with `cauctl users add|passwd|disable`.
+	UsersFile string `mapstructure:"users_file"`
+	// SessionTTL is how long a sign-in lasts (console.session_ttl, default 12h).
+	SessionTTL time.Duration `mapstructure:"session_ttl"`
+	// SecureCookies marks cookies Secure on plain HTTP too, for TLS ended at a proxy
+	// (console.secure_cookies, default false; over TLS cookies are always Secure).
+	SecureCookies bool `mapstructure:"secure_cookies"`
 }

@@ -62,6 +62,7 @@ func defaults() Config {
 			Outcomes: []string{"sai", "informativo", "aclaracion", "no_competente"},
 			SMTP:     SMTPConfig{Port: 587, TLS: "starttls"},
 		},
+		Console: ConsoleConfig{Enabled: true, SessionTTL: 12 * time.Hour},
 	}
 }
 
@@ -75,6 +76,9 @@ func applyDerived(c *Config) {
 	}
 	if c.Memo.SpoolDir == "" {
 		c.Memo.SpoolDir = under(c.DataDir, "spool")
+	}
+	if c.Console.UsersFile == "" {
+		c.Console.UsersFile = under(c.DataDir, "users.yaml")
 	}
 	if c.NATS.Embedded.Listen == "none" {
 		c.NATS.Embedded.Listen = ""

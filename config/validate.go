@@ -243,6 +243,9 @@ func (c *Config) validateTriageQueues(v *checker) {
 	v.positive("triage.workers", int64(c.Triage.Workers))
 	v.positive("triage.batch", int64(c.Triage.Batch))
 	v.atLeast("queues.lease", c.Queues.Lease, time.Second)
+	if c.Console.Enabled {
+		v.atLeast("console.session_ttl", c.Console.SessionTTL, time.Minute)
+	}
 	if c.Queues.MaxLease < c.Queues.Lease {
 		v.bad("queues.max_lease", "must be at least queues.lease (%s) (got %s)", c.Queues.Lease, c.Queues.MaxLease)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // Document kinds: what a scored candidate stands for.
@@ -108,7 +110,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 			e.stop[w] = true
 		}
 		for _, w := range c.f.Stopwords {
-			e.stop[fold(strings.TrimSpace(w))] = true
+			e.stop[fold.String(strings.TrimSpace(w))] = true
 		}
 	}
 	termIdx := map[string]int{}
@@ -159,7 +161,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 		for _, ph := range phrases {
 			add(ph, phraseGap, posting{doc: di, role: rolePhrase, weight: e.th.PhraseBonus, text: ph})
 			// Words of example phrases are weak evidence on their own.
-			for _, w := range words(fold(ph)) {
+			for _, w := range words(fold.String(ph)) {
 				if e.stop[w] {
 					continue
 				}
@@ -245,7 +247,7 @@ func (e *Engine) intern(s string) int32 {
 // analyze is the package analyze with the catalog's extra stopwords.
 func (e *Engine) analyze(s string) []string {
 	var out []string
-	for _, w := range words(fold(s)) {
+	for _, w := range words(fold.String(s)) {
 		if e.stop[w] {
 			continue
 		}
@@ -317,7 +319,7 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		s.parts = splitClauses(text, s.parts[:0])
 		for _, p := range s.parts {
 			ci := clauseInfo{text: p, subject: subject}
-			s.words = words(fold(p))
+			s.words = words(fold.String(p))
 			classify(&ci, s.words)
 			ci.report = isReport(s.words)
 			if isQuoted {
@@ -656,7 +658,7 @@ func offerTarget(docs []doc, texts []trainText) int {
 	count := map[int]int{}
 	for _, t := range texts {
 		if docs[t.doc].kind == docTarget {
-			count[t.doc] += offerMarkers(words(fold(t.text)))
+			count[t.doc] += offerMarkers(words(fold.String(t.text)))
 		}
 	}
 	best, n := -1, 0
@@ -684,7 +686,7 @@ func verifyTarget(docs []doc, texts []trainText) int {
 		seen[t.doc]++
 		for _, p := range splitClauses(t.text, nil) {
 			ci := clauseInfo{text: p}
-			classify(&ci, words(fold(p)))
+			classify(&ci, words(fold.String(p)))
 			if ci.verify {
 				count[t.doc]++
 			}
@@ -873,7 +875,7 @@ const (
 	uncontested         = 0.25
 	uncontestedDiscount = 0.6
 	// faultRatio multiplies NoCompetenteRatio for a text that reports a fault.
-	faultRatio = 1.6
+	faultRatio = 1.3
 )
 
 // shortReport is the number of content words up to which a falla also gets the area's questions.

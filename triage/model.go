@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // The learned component: a multinomial naive Bayes model over word stems and stem bigrams, trained
@@ -95,7 +97,7 @@ func (e *Engine) newCounts() *nbCounts {
 func (nc *nbCounts) add(e *Engine, t trainText, sign float64) {
 	nc.ids = nc.ids[:0]
 	for _, p := range splitClauses(t.text, nil) {
-		for _, w := range words(fold(p)) {
+		for _, w := range words(fold.String(p)) {
 			if e.stop[w] || len(w) < 2 {
 				continue
 			}

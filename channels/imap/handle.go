@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Quarantine reasons (label reason of caud_imap_quarantined_total).
@@ -86,7 +87,7 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 		Original: raw, OriginalType: "message/rfc822",
 	})
 	if err != nil {
-		if errors.Is(err, channels.ErrInvalid) || errors.Is(err, natsjs.ErrPermanent) {
+		if errors.Is(err, channels.ErrInvalid) || errors.Is(err, retry.ErrPermanent) {
 			return s.quarantine(uid, raw, ReasonRejected, err.Error())
 		}
 		return outFailed, fmt.Errorf("publish: %w", err)

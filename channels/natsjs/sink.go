@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // CloudEvents types of caud's messages.
@@ -30,7 +31,9 @@ const (
 
 // SinkOptions configures a Sink. Zero values are documented defaults.
 type SinkOptions struct {
-	// AttemptTimeout bounds one publish attempt; 0 means 5 s. Publish retries until its ctx ends.
+	// AttemptTimeout bounds one publish attempt; 0 means 2 s (an ack lost while a stream leader
+	// changes is retried soon: the Nats-Msg-Id makes the retry safe). Publish retries until its ctx
+	// ends.
 	AttemptTimeout time.Duration
 	// MaxBackoff caps the wait between attempts; 0 means 5 s.
 	MaxBackoff time.Duration
@@ -58,7 +61,7 @@ func (s *Sink) Metrics() *SinkMetrics { return s.m }
 // NewSink returns a Sink over the topology h.
 func NewSink(h *Handles, o SinkOptions) *Sink {
 	if o.AttemptTimeout == 0 {
-		o.AttemptTimeout = 5 * time.Second
+		o.AttemptTimeout = 2 * time.Second
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 5 * time.Second
@@ -79,9 +82,6 @@ func NewSink(h *Handles, o SinkOptions) *Sink {
 	}
 	return &Sink{h: h, opts: o, log: log, m: m}
 }
-
-// ErrPermanent wraps publish errors that retrying cannot fix (invalid request, oversized message).
-var ErrPermanent = errors.New("permanent publish error")
 
 // Publish archives the original, publishes the request with its Nats-Msg-Id and CloudEvents headers,
 // and returns once JetStream acknowledged it. Transient failures are retried with backoff until ctx
@@ -121,7 +121,9 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 		if typ == "" {
 			typ = "application/octet-stream"
 		}
-		obj, err := retry(ctx, s, func(actx context.Context) (*channels.Object, error) {
+		// Writing an original moves its bytes (up to tens of MiB): each attempt gets 5 s plus 1 s per MiB.
+		archiveTimeout := max(s.opts.AttemptTimeout, 5*time.Second) + time.Duration(len(sub.Original)>>20)*time.Second
+		obj, err := publishRetry(ctx, s, archiveTimeout, func(actx context.Context) (*channels.Object, error) {
 			return s.Archive(actx, sub.Subject, typ, bytes.NewReader(sub.Original))
 		})
 		if err != nil {
@@ -131,13 +133,13 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return channels.Receipt{}, fmt.Errorf("publish: %w: encode: %v", ErrPermanent, err)
+		return channels.Receipt{}, fmt.Errorf("publish: %w: encode: %v", retry.ErrPermanent, err)
 	}
 	msg := nats.NewMsg(SubjectInboundPrefix + sub.Subject)
 	msg.Data = body
 	SetCloudEvent(msg.Header, req.ID, sub.Source, TypeRequest, req.ReceivedAt)
 	msg.Header.Set(jetstream.MsgIDHeader, sub.MsgID)
-	ack, err := retry(ctx, s, func(actx context.Context) (*jetstream.PubAck, error) {
+	ack, err := publishRetry(ctx, s, s.opts.AttemptTimeout, func(actx context.Context) (*jetstream.PubAck, error) {
 		return s.h.JS.PublishMsg(actx, msg)
 	})
 	if err != nil {
@@ -250,30 +252,23 @@ func (s *Sink) putSmall(ctx context.Context, name, contentType string, sum, data
 	return nil
 }
 
-// retry runs fn with a per-attempt timeout until it succeeds, fails permanently, or ctx ends.
-func retry[T any](ctx context.Context, s *Sink, fn func(context.Context) (T, error)) (T, error) {
-	backoff := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
+// publishRetry runs fn with a per-attempt timeout until it succeeds, fails permanently, or ctx ends.
+func publishRetry[T any](ctx context.Context, s *Sink, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	v, err := retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: s.opts.MaxBackoff}, func(ctx context.Context) (T, error) {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		v, err := fn(actx)
-		cancel()
-		if err == nil {
-			return v, nil
+		if err != nil && isPermanent(err) {
+			return v, fmt.Errorf("%w: %v", retry.ErrPermanent, err)
 		}
-		if isPermanent(err) {
-			return v, fmt.Errorf("%w: %v", ErrPermanent, err)
-		}
-		if ctx.Err() != nil {
-			return v, fmt.Errorf("%w: %v (after %d attempts)", channels.ErrNotReady, err, attempt)
-		}
-		s.log.Warn("publish attempt failed, retrying", "attempt", attempt, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return v, fmt.Errorf("%w: %v (after %d attempts)", channels.ErrNotReady, err, attempt)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, s.opts.MaxBackoff)
+		return v, err
+	}, func(attempt int, err error, wait time.Duration) {
+		s.log.Warn("publish attempt failed, retrying", "attempt", attempt, "err", err, "in", wait)
+	})
+	if err != nil && !errors.Is(err, retry.ErrPermanent) {
+		return v, fmt.Errorf("%w: %w", channels.ErrNotReady, err)
 	}
+	return v, err
 }
 
 func isPermanent(err error) bool {

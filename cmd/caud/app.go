@@ -79,6 +79,9 @@ type App struct {
 	natsDown time.Time // when the connection was lost; zero while connected
 	waiting  Check     // what start-up is waiting for, shown by /readyz until started
 	reloads  prometheus.Counter
+
+	catalogErr   error // last refused catalog reload, for the console
+	catalogErrAt time.Time
 }
 
 // NewApp wires nothing yet; Start does.
@@ -155,7 +158,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	a.nc = nc
 	a.mu.Unlock()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// A pipelined publish whose ack was lost (a stream leader went away) fails after 5 s instead of
+	// holding Stop forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -168,9 +173,15 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 
+	var maxStore int64
+	if cfg.NATS.IsEmbedded() {
+		maxStore = cfg.NATS.Embedded.MaxStore
+	}
+	a.reg.MustRegister(natsjs.NewStoreCollector(js, maxStore))
+
 	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
 	a.reg.MustRegister(a.reloads)
-	a.catalog, err = triage.NewStoreWithModel(cfg.Triage.Catalog, cfg.Triage.Model, a.log, func(error) { a.reloads.Inc() })
+	a.catalog, err = triage.NewStoreWithModel(cfg.Triage.Catalog, cfg.Triage.Model, a.log, func(err error) { a.reloads.Inc(); a.catalogReloadError(err) })
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
@@ -204,7 +215,13 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	deadletter.New(a.h, a.log.With("stage", "deadletter")).Register(a.mux, auth)
+	letters := deadletter.New(a.h, a.log.With("stage", "deadletter"))
+	letters.Register(a.mux, auth)
+	if cfg.Console.Enabled && a.queues != nil {
+		if err := a.startConsole(ctx, runCtx, a.mux, letters); err != nil {
+			return err
+		}
+	}
 	a.started.Store(true)
 	a.log.Info("caud ready", "http", "http://"+a.ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir, "instance", a.instance.id)
 	return nil
