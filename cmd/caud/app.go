@@ -171,6 +171,12 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 
+	var maxStore int64
+	if cfg.NATS.IsEmbedded() {
+		maxStore = cfg.NATS.Embedded.MaxStore
+	}
+	a.reg.MustRegister(natsjs.NewStoreCollector(js, maxStore))
+
 	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
 	a.reg.MustRegister(a.reloads)
 	a.catalog, err = triage.NewStoreWithModel(cfg.Triage.Catalog, cfg.Triage.Model, a.log, func(err error) { a.reloads.Inc(); a.catalogReloadError(err) })
