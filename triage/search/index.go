@@ -79,6 +79,7 @@ type entry struct {
 	nameWords  []string
 	lead       string // the folded start of the request's text
 	text       string // folded id, folio, name, e-mail, handle, unit, subject and lead, for q
+	sig        sig    // trigrams of text
 }
 
 // Index is the search index. Safe for concurrent use: one writer (Run), any number of searches.
@@ -368,6 +369,7 @@ func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func (e *entry) refreshText() {
 	e.text = strings.Join([]string{strings.ToLower(e.ID), e.fFolio, fold.Loose(e.Name), e.fEmail, e.fHandle, e.fUnit, fold.Loose(e.Subject), e.lead}, " ")
+	e.sig = sigOf(e.text)
 }
 
 // insert places e in order; requests almost always arrive in id order, so this is an append.
@@ -506,13 +508,21 @@ type matcher struct {
 	q                          Query
 	email, handle, folio, unit string
 	name, text                 []string
+	textSig                    sig // trigrams of every q word
 }
 
 func compile(q Query) matcher {
-	return matcher{
+	m := matcher{
 		q: q, email: fold.Loose(q.Email), handle: fold.Loose(q.Handle), folio: fold.Loose(q.Folio), unit: fold.Loose(q.Unit),
 		name: words(fold.Loose(q.Name)), text: words(fold.Loose(q.Text)),
 	}
+	for _, w := range m.text {
+		ws := sigOf(w)
+		for i := range ws {
+			m.textSig[i] |= ws[i]
+		}
+	}
+	return m
 }
 
 // belowRange reports whether e, and so everything older, arrived before the range. Arrival times
@@ -555,6 +565,9 @@ func (m matcher) match(e *entry) bool {
 		if !slices.ContainsFunc(e.nameWords, func(n string) bool { return strings.HasPrefix(n, w) }) {
 			return false
 		}
+	}
+	if !e.sig.covers(&m.textSig) {
+		return false
 	}
 	for _, w := range m.text {
 		if !strings.Contains(e.text, w) {
