@@ -66,7 +66,7 @@ var (
 		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
 		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
 		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
-		lee detecta* jal* cargan autoriz* permit*`)
+		lee detecta* jal* cargan autoriz* permit* funca anda andan camina sale salen`)
 	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
 	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
 		wifi luz video respuesta corriente`)
@@ -81,7 +81,8 @@ var (
 		"reinici*": 1.5, "apaga": 1.5, "atasc*": 2.5, "atora*": 2, "atorad*": 2, "parpade*": 2,
 		"incorrect*": 2, "invalid*": 2, "denegad*": 2.5, "forbidden": 3, "unavailable": 3, "timeout": 2.5,
 		"pantallazo": 2.5, "rechaz*": 2.5, "arrugad*": 2, "mancha*": 2, "fatal": 2.5, "pesim*": 2.5,
-		"horrible": 2, "inestable": 2.5, "parpadea": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
+		"horrible": 2, "inestable": 2.5, "parpadea": 2, "tildo": 2.5, "tilda": 2.5, "tildad*": 2.5,
+		"colgad*": 2, "petado": 2.5, "peta": 2, "cuelga": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
 		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
 		"desaparec*": 2, "tarda": 1.5, "tardan": 1.5, "fuga": 1, "gotea": 1, "mal": 1, "raro": 1,
 		"403": 2, "404": 2, "500": 2, "502": 2, "503": 2,
