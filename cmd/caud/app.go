@@ -158,7 +158,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	a.nc = nc
 	a.mu.Unlock()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// A pipelined publish whose ack was lost (a stream leader went away) fails after 5 s instead of
+	// holding Stop forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
