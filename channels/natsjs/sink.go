@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,9 +31,12 @@ const (
 
 // SinkOptions configures a Sink. Zero values are documented defaults.
 type SinkOptions struct {
-	// AttemptTimeout bounds one publish attempt; 0 means 5 s. Publish retries until its ctx ends.
+	// AttemptTimeout bounds one publish attempt; 0 means 1 s. Publish retries (same Nats-Msg-Id,
+	// so never a duplicate) until its ctx ends: a publish caught by the loss of a cluster node goes
+	// through about a second after a new stream leader is elected instead of waiting out a long
+	// attempt.
 	AttemptTimeout time.Duration
-	// MaxBackoff caps the wait between attempts; 0 means 5 s.
+	// MaxBackoff caps the wait between attempts; 0 means 500 ms.
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -44,6 +48,65 @@ type Sink struct {
 	opts SinkOptions
 	log  *slog.Logger
 	m    *SinkMetrics
+
+	mu          sync.Mutex
+	refusedAt   time.Time // last time JetStream refused a write for lack of resources
+	refusedFrom time.Time // start of the current run of refusals
+	refusal     string
+}
+
+// refusalMemory is how long after its last refusal Health still reports the store full. Health
+// clears by itself, so a replica that a load balancer stopped sending work to (it was unready) gets
+// work again to find out, within seconds of space returning.
+const refusalMemory = 2 * time.Second
+
+// Health reports the intake's view of JetStream: not ready while it refuses writes for lack of
+// resources (store full, disk full), with its own reason.
+func (s *Sink) Health() []channels.Health {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := channels.Health{Name: "intake store", OK: true, Detail: "accepting requests"}
+	if !s.refusedAt.IsZero() && time.Since(s.refusedAt) < refusalMemory {
+		h.OK, h.Since = false, s.refusedFrom
+		h.Detail = "JetStream refuses new requests: " + s.refusal
+	}
+	return []channels.Health{h}
+}
+
+// NoteRefusal records err when it is JetStream refusing a write for lack of resources, so Health
+// reports it; other errors are ignored. The sink calls it for its own publishes; an adapter calls it
+// for its other writes to JetStream (e.g. the desk's idempotency records).
+func (s *Sink) NoteRefusal(err error) {
+	reason, ok := ResourceRefusal(err)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.refusedAt.IsZero() || now.Sub(s.refusedAt) >= refusalMemory {
+		s.refusedFrom = now
+		s.log.Error("JetStream refuses new requests; sources keep them until it has space", "reason", reason)
+	}
+	s.refusedAt, s.refusal = now, reason
+}
+
+// ResourceRefusal reports whether err is JetStream refusing a write for lack of resources (server
+// or account storage limits, a full disk, a stream's limits with discard new), and its reason.
+func ResourceRefusal(err error) (string, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return "", false
+	}
+	switch apiErr.ErrorCode {
+	case 10023, 10002, 10028, 10047: // insufficient resources; account, memory, storage limits
+		return apiErr.Description, true
+	case 10077: // store failed: a full disk, or a stream's maximum bytes or messages
+		if d := strings.ToLower(apiErr.Description); strings.Contains(d, "no space") || strings.Contains(d, "maximum") {
+			return apiErr.Description, true
+		}
+	}
+	return "", false
 }
 
 // SinkMetrics are the sink's per-channel counters and latency.
@@ -58,10 +121,10 @@ func (s *Sink) Metrics() *SinkMetrics { return s.m }
 // NewSink returns a Sink over the topology h.
 func NewSink(h *Handles, o SinkOptions) *Sink {
 	if o.AttemptTimeout == 0 {
-		o.AttemptTimeout = 5 * time.Second
+		o.AttemptTimeout = time.Second
 	}
 	if o.MaxBackoff == 0 {
-		o.MaxBackoff = 5 * time.Second
+		o.MaxBackoff = 500 * time.Millisecond
 	}
 	log := o.Logger
 	if log == nil {
@@ -263,6 +326,7 @@ func retry[T any](ctx context.Context, s *Sink, fn func(context.Context) (T, err
 		if isPermanent(err) {
 			return v, fmt.Errorf("%w: %v", ErrPermanent, err)
 		}
+		s.NoteRefusal(err)
 		if ctx.Err() != nil {
 			return v, fmt.Errorf("%w: %v (after %d attempts)", channels.ErrNotReady, err, attempt)
 		}
