@@ -124,6 +124,30 @@ type Memo struct {
 	Confidence float64 `json:"confidence,omitempty"`
 }
 
+// AttachmentText is the text of the request's attachments, each under a "[adjunto NAME]" line,
+// at most max bytes (cut at a rune boundary); "" when none was read.
+func (r *Request) AttachmentText(max int) string {
+	var b strings.Builder
+	for _, a := range r.Attachments {
+		if strings.TrimSpace(a.Text) == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\n\n")
+		}
+		b.WriteString("[adjunto " + a.Name + "]\n")
+		b.WriteString(a.Text)
+		if b.Len() >= max {
+			break
+		}
+	}
+	s := b.String()
+	if len(s) > max {
+		s = strings.ToValidUTF8(s[:max], "")
+	}
+	return s
+}
+
 // Requester is who asked. Handle is the social-network handle; nil when not applicable.
 type Requester struct {
 	Name      string  `json:"name,omitempty"`
@@ -142,6 +166,14 @@ type Attachment struct {
 	Size        int64  `json:"size"`
 	SHA256      string `json:"sha256"`
 	Object      string `json:"object,omitempty"`
+	// Text is what could be read of a PDF or image attachment (its text layer, or OCR); it is
+	// triaged below the body (triage reads it as attachment text). Method is "text" or "ocr",
+	// Pages the pages read. Unread, when set, says why a readable type was not read (too_large,
+	// too_many_pages, timeout, tools_missing, unreadable).
+	Text   string `json:"text,omitempty"`
+	Method string `json:"method,omitempty"`
+	Pages  int    `json:"pages,omitempty"`
+	Unread string `json:"unread,omitempty"`
 }
 
 // Object references bytes archived in the cau_originals object store.

@@ -64,7 +64,8 @@ type Health struct {
 	Since  time.Time
 }
 
-// HealthReporter is implemented by adapters that have something to say in /readyz.
+// HealthReporter is implemented by adapters that have something to say in /readyz. Health must
+// answer from what the adapter already knows (a Tracker), within ctx, never by running a slow check.
 type HealthReporter interface {
-	Health() []Health
+	Health(ctx context.Context) []Health
 }

@@ -29,18 +29,19 @@ type Config struct {
 	// File is the YAML file that was read, "" when none. It is not a configuration key.
 	File string `mapstructure:"-"`
 
-	DataDir string       `mapstructure:"data_dir"` // data_dir, default "./data"
-	Roles   []string     `mapstructure:"roles"`    // roles, default [intake, triage, queues]
-	Log     LogConfig    `mapstructure:"log"`
-	HTTP    HTTPConfig   `mapstructure:"http"`
-	NATS    NATSConfig   `mapstructure:"nats"`
-	IMAP    IMAPConfig   `mapstructure:"imap"`
-	Memo    MemoConfig   `mapstructure:"memo"`
-	Social  SocialConfig `mapstructure:"social"`
-	Triage  TriageConfig `mapstructure:"triage"`
-	Queues  QueuesConfig `mapstructure:"queues"`
-	Notify  NotifyConfig `mapstructure:"notify"`
-	Units   UnitsConfig  `mapstructure:"units"`
+	DataDir string        `mapstructure:"data_dir"` // data_dir, default "./data"
+	Roles   []string      `mapstructure:"roles"`    // roles, default [intake, triage, queues]
+	Log     LogConfig     `mapstructure:"log"`
+	HTTP    HTTPConfig    `mapstructure:"http"`
+	NATS    NATSConfig    `mapstructure:"nats"`
+	IMAP    IMAPConfig    `mapstructure:"imap"`
+	Memo    MemoConfig    `mapstructure:"memo"`
+	Social  SocialConfig  `mapstructure:"social"`
+	Triage  TriageConfig  `mapstructure:"triage"`
+	Queues  QueuesConfig  `mapstructure:"queues"`
+	Notify  NotifyConfig  `mapstructure:"notify"`
+	Units   UnitsConfig   `mapstructure:"units"`
+	Console ConsoleConfig `mapstructure:"console"`
 }
 
 // HasRole reports whether role is among c.Roles.
@@ -122,6 +123,21 @@ type IMAPConfig struct {
 	// least 3s). The holder renews it every third; a standby takes over at most this long after
 	// the holder died, and at once when the holder stopped cleanly.
 	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+	// Attachments bounds the reading of PDF and image attachments (imap.attachments.*).
+	Attachments AttachmentsConfig `mapstructure:"attachments"`
+}
+
+// AttachmentsConfig: PDF and image attachments of mail are read (PDF text layer, else OCR) before
+// the request is published, so that the triage reads them and an attached oficio fills the memo
+// fields. Read default true; MaxBytes default 10 MiB per attachment; MaxPages default 5; Timeout
+// default 20s per mail (what is not read by then is published unread); Workers default 2 (files
+// read at once across all mailboxes).
+type AttachmentsConfig struct {
+	Read     bool          `mapstructure:"read"`
+	MaxBytes int64         `mapstructure:"max_bytes"`
+	MaxPages int           `mapstructure:"max_pages"`
+	Timeout  time.Duration `mapstructure:"timeout"`
+	Workers  int           `mapstructure:"workers"`
 }
 
 // Mailbox is one IMAP mailbox (imap.mailboxes[i]). Name, Address, Host and a password are required.
@@ -236,4 +252,18 @@ type SMTPConfig struct {
 // UnitsConfig selects the IPN unit list (units.file: "" = the embedded list, see LoadUnits).
 type UnitsConfig struct {
 	File string `mapstructure:"file"`
+}
+
+// ConsoleConfig configures the web console served at / (console.*).
+type ConsoleConfig struct {
+	// Enabled serves the console (console.enabled, default true; it needs the queues role).
+	Enabled bool `mapstructure:"enabled"`
+	// UsersFile holds the console accounts (console.users_file, default <data_dir>/users.yaml),
+	// edited with `cauctl users add|passwd|disable`.
+	UsersFile string `mapstructure:"users_file"`
+	// SessionTTL is how long a sign-in lasts (console.session_ttl, default 12h).
+	SessionTTL time.Duration `mapstructure:"session_ttl"`
+	// SecureCookies marks cookies Secure on plain HTTP too, for TLS ended at a proxy
+	// (console.secure_cookies, default false; over TLS cookies are always Secure).
+	SecureCookies bool `mapstructure:"secure_cookies"`
 }

@@ -46,7 +46,9 @@ func defaults() Config {
 			Retention:      90 * 24 * time.Hour,
 			ConnectTimeout: 5 * time.Second,
 		},
-		IMAP: IMAPConfig{LeaseTTL: 8 * time.Second},
+		IMAP: IMAPConfig{LeaseTTL: 8 * time.Second, Attachments: AttachmentsConfig{
+			Read: true, MaxBytes: 10 * MiB, MaxPages: 5, Timeout: 20 * time.Second, Workers: 2,
+		}},
 		Memo: MemoConfig{Enabled: true, MaxBytes: 50 * MiB, Workers: 2, PageWorkers: 2, PageTimeout: time.Minute, MaxPages: 20},
 		Social: SocialConfig{
 			Facebook: FacebookConfig{APIBase: "https://graph.facebook.com/v21.0"},
@@ -60,6 +62,7 @@ func defaults() Config {
 			Outcomes: []string{"sai", "informativo", "aclaracion", "no_competente"},
 			SMTP:     SMTPConfig{Port: 587, TLS: "starttls"},
 		},
+		Console: ConsoleConfig{Enabled: true, SessionTTL: 12 * time.Hour},
 	}
 }
 
@@ -73,6 +76,9 @@ func applyDerived(c *Config) {
 	}
 	if c.Memo.SpoolDir == "" {
 		c.Memo.SpoolDir = under(c.DataDir, "spool")
+	}
+	if c.Console.UsersFile == "" {
+		c.Console.UsersFile = under(c.DataDir, "users.yaml")
 	}
 	if c.NATS.Embedded.Listen == "none" {
 		c.NATS.Embedded.Listen = ""

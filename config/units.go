@@ -9,6 +9,8 @@ import (
 	"unicode"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 //go:embed units.yaml
@@ -130,7 +132,7 @@ func parseUnits(b []byte) (*Units, error) {
 		idx := len(u.units)
 		var forms unitForms
 		for _, s := range append([]string{x.ID, x.Name}, x.Aliases...) {
-			f := fold(s)
+			f := foldUnit(s)
 			if f.key == "" {
 				return nil, invalid(fmt.Errorf("line %d: %s: %q has nothing to match", n.Line, x.ID, s))
 			}
@@ -162,7 +164,7 @@ func (u *Units) All() []Unit {
 // spaces and punctuation are ignored, as are the filler words "No.", "Núm.", "Unidad", "de", "y"...
 // and leading zeros, so "cecyt9", "CECYT 9" and "Cecyt No. 9" all match CECyT 9.
 func (u *Units) Match(s string) (Unit, bool) {
-	f := fold(s)
+	f := foldUnit(s)
 	if f.key == "" {
 		return Unit{}, false
 	}
@@ -184,7 +186,7 @@ type Found struct {
 // would accept on its own. s is folded once, so Find is cheap on long texts (a signature, a memo)
 // where calling Match on every run of words would fold each run again.
 func (u *Units) Find(s string, maxTokens int) []Found {
-	f := fold(s)
+	f := foldUnit(s)
 	var out []Found
 	var b strings.Builder
 	for i := range f.tokens {
@@ -210,7 +212,7 @@ func (u *Units) Suggest(s string, n int) []Unit {
 	if r := []rune(s); len(r) > maxSuggestRunes {
 		s = string(r[:maxSuggestRunes]) // bounds the cost of the edit distances below
 	}
-	q := fold(s)
+	q := foldUnit(s)
 	if q.key == "" {
 		return nil
 	}
@@ -303,9 +305,10 @@ func isStop(t string) bool {
 	return false
 }
 
-// fold lowercases s, strips accents, splits it into tokens of letters or digits (a change between
-// letters and digits also splits: "cecyt9"), drops filler words and leading zeros.
-func fold(s string) folded {
+// foldUnit folds s loosely (fold.Loose: unit names are matched exactly and are often typed without
+// ñ), splits it into tokens of letters or digits (a change between letters
+// and digits also splits: "cecyt9"), drops filler words and leading zeros.
+func foldUnit(s string) folded {
 	var tokens []string
 	var cur strings.Builder
 	kind := 0 // 0 none, 1 letter, 2 digit
@@ -325,56 +328,24 @@ func fold(s string) folded {
 			tokens = append(tokens, t)
 		}
 	}
-	for _, r := range s {
-		for _, c := range foldRune(r) {
-			k := 0
-			switch {
-			case unicode.IsDigit(c):
-				k = 2
-			case unicode.IsLetter(c):
-				k = 1
-			}
-			if k != kind || k == 0 {
-				flush()
-			}
-			kind = k
-			if k != 0 {
-				cur.WriteRune(c)
-			}
+	for _, c := range fold.Loose(s) {
+		k := 0
+		switch {
+		case unicode.IsDigit(c):
+			k = 2
+		case unicode.IsLetter(c):
+			k = 1
+		}
+		if k != kind || k == 0 {
+			flush()
+		}
+		kind = k
+		if k != 0 {
+			cur.WriteRune(c)
 		}
 	}
 	flush()
 	return folded{key: strings.Join(tokens, ""), tokens: tokens}
-}
-
-// foldRune lowercases r and removes its accent (Spanish and other Latin letters).
-func foldRune(r rune) string {
-	r = unicode.ToLower(r)
-	switch r {
-	case 'á', 'à', 'â', 'ä', 'ã', 'å', 'ª':
-		return "a"
-	case 'é', 'è', 'ê', 'ë':
-		return "e"
-	case 'í', 'ì', 'î', 'ï', 'ı':
-		return "i"
-	case 'ó', 'ò', 'ô', 'ö', 'õ', 'º', '°', 'ø':
-		return "o"
-	case 'ú', 'ù', 'û', 'ü':
-		return "u"
-	case 'ñ':
-		return "n"
-	case 'ç':
-		return "c"
-	case 'ý', 'ÿ':
-		return "y"
-	case 'ß':
-		return "ss"
-	case 'æ':
-		return "ae"
-	case 'œ':
-		return "oe"
-	}
-	return string(r)
 }
 
 // levenshtein is the edit distance between a and b.

@@ -236,8 +236,8 @@ func TestFold(t *testing.T) {
 		"CECyT 0":                     "cecyt0",
 	}
 	for in, want := range cases {
-		if got := fold(in).key; got != want {
-			t.Errorf("fold(%q) = %q, want %q", in, got, want)
+		if got := foldUnit(in).key; got != want {
+			t.Errorf("foldUnit(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -149,6 +149,12 @@ func (c *Config) validateIMAP(v *checker) {
 	if c.IMAP.LeaseTTL < 3*time.Second {
 		v.bad("imap.lease_ttl", "must be at least 3s (got %s)", c.IMAP.LeaseTTL)
 	}
+	if a := c.IMAP.Attachments; a.Read {
+		v.positive("imap.attachments.max_bytes", a.MaxBytes)
+		v.positive("imap.attachments.max_pages", int64(a.MaxPages))
+		v.positive("imap.attachments.workers", int64(a.Workers))
+		v.atLeast("imap.attachments.timeout", a.Timeout, time.Second)
+	}
 	names, channels := map[string]int{}, map[string]int{}
 	for i := range c.IMAP.Mailboxes {
 		m := &c.IMAP.Mailboxes[i]
@@ -237,6 +243,9 @@ func (c *Config) validateTriageQueues(v *checker) {
 	v.positive("triage.workers", int64(c.Triage.Workers))
 	v.positive("triage.batch", int64(c.Triage.Batch))
 	v.atLeast("queues.lease", c.Queues.Lease, time.Second)
+	if c.Console.Enabled {
+		v.atLeast("console.session_ttl", c.Console.SessionTTL, time.Minute)
+	}
 	if c.Queues.MaxLease < c.Queues.Lease {
 		v.bad("queues.max_lease", "must be at least queues.lease (%s) (got %s)", c.Queues.Lease, c.Queues.MaxLease)
 	}

@@ -327,6 +327,15 @@ func (c *Catalog) Orientation(target string) (Orientation, bool) {
 	return Orientation{Target: t.Target, Office: t.Office, Message: t.Message}, true
 }
 
+// Orientations returns the orientation targets for matters that are not CGSI's, in catalog order.
+func (c *Catalog) Orientations() []Orientation {
+	out := make([]Orientation, len(c.f.OutOfScope))
+	for i, t := range c.f.OutOfScope {
+		out[i] = Orientation{Target: t.Target, Office: t.Office, Message: t.Message}
+	}
+	return out
+}
+
 // Tests returns the diagnostic tests of a service for a falla (nil for an unknown id).
 func (c *Catalog) Tests(serviceID string) []string {
 	i, ok := c.byID[serviceID]

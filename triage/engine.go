@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // Document kinds: what a scored candidate stands for.
@@ -81,8 +83,9 @@ type Engine struct {
 	cache     sync.Map // folded word → stem id (int32), see lookup
 	cached    atomic.Int64
 	nb        *learned
-	offerDoc  int // the orientation target for unsolicited offers (-1: none)
-	verifyDoc int // the service asked "is this message genuine?" (-1: none)
+	cal       *calibration // nil: the uncalibrated confidence
+	offerDoc  int          // the orientation target for unsolicited offers (-1: none)
+	verifyDoc int          // the service asked "is this message genuine?" (-1: none)
 	model     *Model
 	version   string
 }
@@ -107,7 +110,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 			e.stop[w] = true
 		}
 		for _, w := range c.f.Stopwords {
-			e.stop[fold(strings.TrimSpace(w))] = true
+			e.stop[fold.String(strings.TrimSpace(w))] = true
 		}
 	}
 	termIdx := map[string]int{}
@@ -158,7 +161,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 		for _, ph := range phrases {
 			add(ph, phraseGap, posting{doc: di, role: rolePhrase, weight: e.th.PhraseBonus, text: ph})
 			// Words of example phrases are weak evidence on their own.
-			for _, w := range words(fold(ph)) {
+			for _, w := range words(fold.String(ph)) {
 				if e.stop[w] {
 					continue
 				}
@@ -187,6 +190,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 	texts := e.trainingTexts(c, m)
 	e.nb = e.train(texts)
 	e.offerDoc = offerTarget(e.docs, texts)
+	defer func() { e.cal = e.calibrate(texts) }() // after the matcher is complete
 	e.verifyDoc = verifyTarget(e.docs, texts)
 
 	// BM25-style idf over candidates, normalized so that a term unique to one candidate weighs 1.
@@ -243,7 +247,7 @@ func (e *Engine) intern(s string) int32 {
 // analyze is the package analyze with the catalog's extra stopwords.
 func (e *Engine) analyze(s string) []string {
 	var out []string
-	for _, w := range words(fold(s)) {
+	for _, w := range words(fold.String(s)) {
 		if e.stop[w] {
 			continue
 		}
@@ -281,8 +285,10 @@ type scratch struct {
 	serv        float64
 	cues        []hit
 	tcl         map[int32]termClause // term → clause of its strongest occurrence
-	nbHits      []float64            // learned evidence per candidate
-	nbTop       []hit                // strongest learned feature per candidate
+	raw         *[3]float64          // confidence features of the last decision
+	rawBuf      [3]float64
+	nbHits      []float64 // learned evidence per candidate
+	nbTop       []hit     // strongest learned feature per candidate
 }
 
 type hit struct {
@@ -313,7 +319,7 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		s.parts = splitClauses(text, s.parts[:0])
 		for _, p := range s.parts {
 			ci := clauseInfo{text: p, subject: subject}
-			s.words = words(fold(p))
+			s.words = words(fold.String(p))
 			classify(&ci, s.words)
 			ci.report = isReport(s.words)
 			if isQuoted {
@@ -326,6 +332,14 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 	add(dropMentions(in.Subject), true, false)
 	add(own, false, false)
 	add(quoted, false, true)
+	attachedFrom := len(s.clauses)
+	attached := float32(1)
+	if in.Attachments != "" {
+		add(in.Attachments, false, false)
+		if e.ownWords(s, attachedFrom) >= attachmentFullBelow {
+			attached = AttachmentWeight
+		}
+	}
 	weighClauses(s.clauses)
 	content := 0
 	for k := range s.clauses {
@@ -333,6 +347,9 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		zone := float32(c.weight)
 		if c.subject {
 			zone *= float32(e.th.SubjectWeight)
+		}
+		if k >= attachedFrom {
+			zone *= attached
 		}
 		for _, w := range s.clauseWords[k] {
 			if e.stop[w] {
@@ -350,6 +367,29 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		s.cl = append(s.cl, int16(min(k, 1<<14)))
 	}
 	return content
+}
+
+// AttachmentWeight multiplies the words of attachment text when the requester's own text (subject
+// and body) has at least attachmentFullBelow content words: what a person wrote decides first.
+const (
+	AttachmentWeight    = 0.5
+	attachmentFullBelow = 8
+)
+
+// ownWords counts the content words of the first n clauses that are not quoted history.
+func (e *Engine) ownWords(s *scratch, n int) int {
+	words := 0
+	for k := range n {
+		if s.clauses[k].role == roleQuoted {
+			continue
+		}
+		for _, w := range s.clauseWords[k] {
+			if !e.stop[w] {
+				words++
+			}
+		}
+	}
+	return words
 }
 
 // maxCachedWords bounds the memory of the word cache of an engine (about 100 bytes a word).
@@ -448,6 +488,13 @@ func (e *Engine) mayMatch(w string) bool {
 // Decide triages one request. It is pure and safe for concurrent use; it never fails: a request that
 // cannot be decided gets OutcomeAclaracion with questions.
 func (e *Engine) Decide(in Input) Triage {
+	t, _ := e.decideWith(in, e.nb)
+	return t
+}
+
+// decideWith decides with the learned model nb (calibration decides with a model trained on part
+// of the examples) and returns the raw confidence features of a decision that is not aclaracion.
+func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 	s := e.scratch.Get().(*scratch)
 	defer e.scratch.Put(s)
 	content := e.tokens(s, in)
@@ -523,9 +570,11 @@ func (e *Engine) Decide(in Input) Triage {
 			}
 		}
 	}
-	e.nbScore(s)
+	e.nbScore(s, nb)
 	e.readClauses(s)
-	return e.decide(s, content)
+	s.raw = nil
+	t := e.decide(s, content)
+	return t, s.raw
 }
 
 // termClause is the clause of a term's strongest occurrence.
@@ -609,7 +658,7 @@ func offerTarget(docs []doc, texts []trainText) int {
 	count := map[int]int{}
 	for _, t := range texts {
 		if docs[t.doc].kind == docTarget {
-			count[t.doc] += offerMarkers(words(fold(t.text)))
+			count[t.doc] += offerMarkers(words(fold.String(t.text)))
 		}
 	}
 	best, n := -1, 0
@@ -637,7 +686,7 @@ func verifyTarget(docs []doc, texts []trainText) int {
 		seen[t.doc]++
 		for _, p := range splitClauses(t.text, nil) {
 			ci := clauseInfo{text: p}
-			classify(&ci, words(fold(p)))
+			classify(&ci, words(fold.String(p)))
 			if ci.verify {
 				count[t.doc]++
 			}
@@ -752,7 +801,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 		out.Outcome = OutcomeNoCompetente
 		out.Area = t.Target
 		out.Orientation = &Orientation{Target: t.Target, Office: t.Office, Message: t.Message}
-		out.Confidence = confidence(oosScore, itScore, ncScore)
+		out.Confidence = e.confidence(s, oosScore, itScore, ncScore)
 		expl := e.explainDoc(s, bestOOS.doc) + " → " + t.Target
 		if bestIT != nil {
 			expl += fmt.Sprintf("; supera a %s (%.1f contra %.1f)", e.docs[bestIT.doc].short(), oosScore, itScore)
@@ -789,7 +838,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	d := e.docs[bestIT.doc]
 	kind, kindWhy := e.kind(s, d)
 	out.Kind = kind
-	out.Confidence = confidence(itScore, max(runner, 0), minScore)
+	out.Confidence = e.confidence(s, itScore, max(runner, 0), minScore)
 	expl := e.explainDoc(s, bestIT.doc)
 	if d.kind == docInformativo {
 		out.Outcome = OutcomeInformativo

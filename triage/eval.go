@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -99,7 +100,13 @@ type Report struct {
 	// no_competente; FalseNoCompetenteBase counts the examples so labelled.
 	FalseNoCompetente, FalseNoCompetenteBase int
 	FalseNoCompetenteRate                    float64
-	Misses                                   []Miss
+	// Calibration of the confidence over the decided examples (not aclaracion): their mean
+	// confidence, the share decided right (outcome, and area for sai and no_competente), and the
+	// expected calibration error over ten bins (0 is perfectly calibrated).
+	Decided                  int
+	MeanConfidence, Accuracy float64
+	CalibrationError         float64
+	Misses                   []Miss
 }
 
 // Evaluate runs the engine over labelled examples and measures it.
@@ -108,9 +115,19 @@ func Evaluate(e *Engine, ex []Example) Report {
 	for _, o := range Outcomes {
 		r.Confusion[o] = map[string]int{}
 	}
+	var bins [10]struct{ n, right, conf float64 }
 	for _, x := range ex {
 		t := e.Decide(Input{Subject: x.Subject, Text: x.Body, Channel: x.Channel})
 		wantArea, wantTipo := label(x.Area), label(x.Tipo)
+		if t.Outcome != OutcomeAclaracion {
+			right := t.Outcome == x.Outcome && (x.Outcome == OutcomeInformativo || t.Area == wantArea)
+			b := &bins[min(9, int(t.Confidence*10))]
+			b.n++
+			b.conf += t.Confidence
+			if right {
+				b.right++
+			}
+		}
 		r.Total++
 		if r.Confusion[x.Outcome] == nil {
 			r.Confusion[x.Outcome] = map[string]int{}
@@ -172,6 +189,21 @@ func Evaluate(e *Engine, ex []Example) Report {
 		p.Precision, p.Recall = ratio(p.Correct, p.Predicted), ratio(p.Correct, p.Support)
 		r.PerOutcome[o] = p
 	}
+	var conf, right float64
+	for _, b := range bins {
+		r.Decided += int(b.n)
+		conf += b.conf
+		right += b.right
+	}
+	if r.Decided > 0 {
+		n := float64(r.Decided)
+		r.MeanConfidence, r.Accuracy = conf/n, right/n
+		for _, b := range bins {
+			if b.n > 0 {
+				r.CalibrationError += b.n / n * math.Abs(b.conf/b.n-b.right/b.n)
+			}
+		}
+	}
 	r.OutcomeAccuracy = ratio(r.OutcomeCorrect, r.Total)
 	r.AreaAccuracy = ratio(r.AreaCorrect, r.AreaTotal)
 	r.TargetAccuracy = ratio(r.TargetCorrect, r.TargetTotal)
@@ -202,6 +234,10 @@ func (r Report) Format(w io.Writer) {
 	fmt.Fprintf(tw, "orientation target accuracy\t%s\n", pct(r.TargetCorrect, r.TargetTotal))
 	fmt.Fprintf(tw, "falla/servicio accuracy\t%s\n", pct(r.KindCorrect, r.KindTotal))
 	fmt.Fprintf(tw, "false no_competente rate\t%s\n", pct(r.FalseNoCompetente, r.FalseNoCompetenteBase))
+	if r.Decided > 0 {
+		fmt.Fprintf(tw, "confidence (decided)\tmean %.2f, right %.2f, calibration error %.3f (%d)\n",
+			r.MeanConfidence, r.Accuracy, r.CalibrationError, r.Decided)
+	}
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nper outcome")

@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // Model is what the agents taught the engine: their corrections, as labelled examples, that passed
@@ -218,7 +220,7 @@ func (c *Catalog) selfExamples() []Example {
 
 // textKey normalizes a correction's text for comparison: folded, words only.
 func textKey(x Example) string {
-	return strings.Join(words(fold(x.Subject+" "+x.Body)), " ")
+	return strings.Join(words(fold.String(x.Subject+" "+x.Body)), " ")
 }
 
 func labelKey(x Example) string {

@@ -1,8 +1,12 @@
 package triage
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"strings"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // The learned component: a multinomial naive Bayes model over word stems and stem bigrams, trained
@@ -70,51 +74,83 @@ func bigramParts(k uint64) (a, b int32) { return int32(k>>32) - 1, int32(uint32(
 // train builds the model from texts. Stems are interned into the engine's vocabulary, so that
 // Decide finds them through the same lookup as catalog terms.
 func (e *Engine) train(texts []trainText) *learned {
-	nd := len(e.docs)
-	counts := map[uint64]map[int32]float64{}
-	totals := make([]float64, nd)
-	var ids []int32
-	stems := map[string]string{} // Snowball dominates training; request vocabulary repeats
+	nc := e.newCounts()
 	for _, t := range texts {
-		ids = ids[:0]
-		for _, p := range splitClauses(t.text, nil) {
-			for _, w := range words(fold(p)) {
-				if e.stop[w] || len(w) < 2 {
-					continue
-				}
-				st, ok := stems[w]
-				if !ok {
-					st = stem(w)
-					stems[w] = st
-				}
-				if nbStop[st] {
-					continue
-				}
-				ids = append(ids, e.intern(st))
-			}
-			ids = append(ids, -1)
-		}
-		add := func(k uint64, v float64) {
-			m := counts[k]
-			if m == nil {
-				m = map[int32]float64{}
-				counts[k] = m
-			}
-			m[int32(t.doc)] += v
-			totals[t.doc] += v
-		}
-		for i, id := range ids {
-			if id < 0 {
+		nc.add(e, t, 1)
+	}
+	return e.finish(nc, len(texts))
+}
+
+// nbCounts are the feature counts of a model in training.
+type nbCounts struct {
+	counts map[uint64]map[int32]float64
+	totals []float64
+	ids    []int32
+	stems  map[string]string // Snowball dominates training; vocabulary repeats
+}
+
+func (e *Engine) newCounts() *nbCounts {
+	return &nbCounts{counts: map[uint64]map[int32]float64{}, totals: make([]float64, len(e.docs)), stems: map[string]string{}}
+}
+
+// add counts the features of t, times sign (-1 takes a text out again, for calibration).
+func (nc *nbCounts) add(e *Engine, t trainText, sign float64) {
+	nc.ids = nc.ids[:0]
+	for _, p := range splitClauses(t.text, nil) {
+		for _, w := range words(fold.String(p)) {
+			if e.stop[w] || len(w) < 2 {
 				continue
 			}
-			add(unigram(id), t.weight)
-			if i > 0 && ids[i-1] >= 0 {
-				add(bigram(ids[i-1], id), t.weight*0.7)
+			st, ok := nc.stems[w]
+			if !ok {
+				st = stem(w)
+				nc.stems[w] = st
 			}
+			if nbStop[st] {
+				continue
+			}
+			nc.ids = append(nc.ids, e.intern(st))
+		}
+		nc.ids = append(nc.ids, -1)
+	}
+	put := func(k uint64, v float64) {
+		m := nc.counts[k]
+		if m == nil {
+			m = map[int32]float64{}
+			nc.counts[k] = m
+		}
+		m[int32(t.doc)] += v
+		if m[int32(t.doc)] <= 1e-9 {
+			delete(m, int32(t.doc))
+		}
+		nc.totals[t.doc] += v
+	}
+	for i, id := range nc.ids {
+		if id < 0 {
+			continue
+		}
+		put(unigram(id), sign*t.weight)
+		if i > 0 && nc.ids[i-1] >= 0 {
+			put(bigram(nc.ids[i-1], id), sign*t.weight*0.7)
 		}
 	}
+}
+
+// clone copies the counts (for a calibration fold).
+func (nc *nbCounts) clone() *nbCounts {
+	c := &nbCounts{counts: make(map[uint64]map[int32]float64, len(nc.counts)), totals: slices.Clone(nc.totals), stems: nc.stems}
+	for k, m := range nc.counts {
+		c.counts[k] = maps.Clone(m)
+	}
+	return c
+}
+
+// finish turns counts into the model's weights.
+func (e *Engine) finish(nc *nbCounts, trained int) *learned {
+	nd := len(e.docs)
+	counts, totals := nc.counts, nc.totals
 	v := float64(len(counts))
-	l := &learned{feats: make(map[uint64][]nbPost, len(counts)), trained: len(texts)}
+	l := &learned{feats: make(map[uint64][]nbPost, len(counts)), trained: trained}
 	// Per-candidate denominators; a candidate with no text gets none of the model's evidence.
 	den := make([]float64, nd)
 	for d := range den {
@@ -159,8 +195,8 @@ func (e *Engine) train(texts []trainText) *learned {
 }
 
 // nbScore adds the model's evidence for the tokens in s to s.scores and s.hits.
-func (e *Engine) nbScore(s *scratch) {
-	if e.nb == nil || len(e.nb.feats) == 0 {
+func (e *Engine) nbScore(s *scratch, nb *learned) {
+	if nb == nil || len(nb.feats) == 0 {
 		return
 	}
 	if s.nbtf == nil {
@@ -170,7 +206,7 @@ func (e *Engine) nbScore(s *scratch) {
 	// Features in order of first occurrence, so that sums and explanations are deterministic.
 	s.nbKeys = s.nbKeys[:0]
 	count := func(k uint64, z float64) {
-		if _, ok := e.nb.feats[k]; !ok {
+		if _, ok := nb.feats[k]; !ok {
 			return
 		}
 		if _, seen := s.nbtf[k]; !seen {
@@ -191,7 +227,7 @@ func (e *Engine) nbScore(s *scratch) {
 	const k1 = 1.2
 	for _, k := range s.nbKeys {
 		tf := s.nbtf[k]
-		posts := e.nb.feats[k]
+		posts := nb.feats[k]
 		sat := tf * (k1 + 1) / (tf + k1)
 		for _, p := range posts {
 			c := float64(p.w) * sat

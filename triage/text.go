@@ -6,42 +6,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/kljensen/snowball/spanish"
+
+	"github.com/ipn-cgsi/caud/config/fold"
 )
-
-// fold lowercases s and removes Spanish accents for matching. The ñ is kept (año is not ano);
-// the typo tolerance of the matcher absorbs a missing tilde.
-func fold(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		b.WriteRune(foldRune(r))
-	}
-	return b.String()
-}
-
-func foldRune(r rune) rune {
-	if r < utf8.RuneSelf {
-		if 'A' <= r && r <= 'Z' {
-			return r + ('a' - 'A')
-		}
-		return r
-	}
-	switch r {
-	case 'á', 'à', 'ä', 'â', 'Á', 'À', 'Ä', 'Â':
-		return 'a'
-	case 'é', 'è', 'ë', 'ê', 'É', 'È', 'Ë', 'Ê':
-		return 'e'
-	case 'í', 'ì', 'ï', 'î', 'Í', 'Ì', 'Ï', 'Î':
-		return 'i'
-	case 'ó', 'ò', 'ö', 'ô', 'Ó', 'Ò', 'Ö', 'Ô':
-		return 'o'
-	case 'ú', 'ù', 'ü', 'û', 'Ú', 'Ù', 'Ü', 'Û':
-		return 'u'
-	case 'Ñ':
-		return 'ñ'
-	}
-	return unicode.ToLower(r)
-}
 
 // isWordRune reports whether r belongs to a token; everything else separates tokens.
 func isWordRune(r rune) bool {
@@ -110,7 +77,7 @@ func singular(w string) string {
 // It is used to compile catalog terms, so catalog and request text go through the same pipeline.
 func analyze(s string) []string {
 	var out []string
-	for _, w := range words(fold(s)) {
+	for _, w := range words(fold.String(s)) {
 		if stopwords[w] {
 			continue
 		}
@@ -164,7 +131,7 @@ func splitBody(body string) (own, quoted string) {
 			}
 			continue
 		}
-		f := fold(t)
+		f := fold.String(t)
 		if isHistoryHeader(f, lines, i) || isForwardMarker(f) {
 			for _, h := range lines[i+1:] {
 				if q.Len() >= maxQuoted {
@@ -244,7 +211,7 @@ var signatureMarkers = []string{"ing.", "lic.", "dr.", "dra.", "mtro.", "mtra.",
 	"departamento", "auxiliar", "analista", "secretari", "responsable", "encargad", "profesor", "docente"}
 
 func isSignatureLine(l string) bool {
-	f := fold(l)
+	f := fold.String(l)
 	for _, m := range signatureMarkers {
 		if strings.HasPrefix(f, m) {
 			return true
@@ -262,7 +229,7 @@ func isHistoryHeader(f string, lines []string, i int) bool {
 	}
 	if strings.HasPrefix(f, "de:") || strings.HasPrefix(f, "from:") {
 		for j := i + 1; j < len(lines) && j <= i+3; j++ {
-			n := fold(strings.TrimSpace(lines[j]))
+			n := fold.String(strings.TrimSpace(lines[j]))
 			for _, p := range []string{"enviado", "sent:", "para:", "to:", "asunto:", "subject:", "fecha:", "date:"} {
 				if strings.HasPrefix(n, p) {
 					return true
@@ -276,8 +243,7 @@ func isHistoryHeader(f string, lines []string, i int) bool {
 // squash folds a line and removes everything but letters, digits and dots.
 func squash(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		r = foldRune(r)
+	for _, r := range fold.String(s) {
 		if isWordRune(r) || r == '.' {
 			b.WriteRune(r)
 		}

@@ -64,4 +64,8 @@ type Input struct {
 	Text    string
 	// Channel is the Request.Channel (email, phone, ...); a hint only.
 	Channel string
+	// Attachments is the text read from the request's attachments (Request.AttachmentText): a
+	// scanned oficio, a PDF. It counts below the requester's own text (AttachmentWeight), and in
+	// full when the body says next to nothing ("adjunto oficio").
+	Attachments string
 }

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -169,7 +170,7 @@ func TestDovecotIntegration(t *testing.T) {
 		c := dialDovecot(t, dc.Addr, "cau@ipn.mx")
 		manifest := readJSONL[mailManifest](t, "testdata/mail/manifest.jsonl")
 		r := runMailbox(t, env.options(dc.Addr), env.Sink)
-		waitFor(t, 10*time.Second, "idle", func() bool { return strings.Contains(r.mb.Health()[0].Detail, "idle") })
+		waitFor(t, 10*time.Second, "idle", func() bool { return strings.Contains(r.mb.Health(context.Background())[0].Detail, "idle") })
 		// Appended while the adapter idles: pushed, not polled.
 		for _, mf := range manifest {
 			appendRaw(t, c, "INBOX", fixtureMail(t, "mail", mf.File))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Quarantine reasons (label reason of caud_imap_quarantined_total).
@@ -55,14 +56,18 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return outFailed, fmt.Errorf("message-id index: %w", err)
 	}
-	// Second pass: stream the attachments into the archive.
-	msg, err = Normalize(bytes.NewReader(raw), func(name, ct string, r io.Reader) (string, error) {
+	// Second pass: stream the attachments into the archive, keeping those to read.
+	var att *capture
+	if o.Attachments != nil {
+		att = &capture{reader: o.Attachments, maxBytes: o.MaxAttachmentReadBytes, maxFiles: o.MaxAttachmentsRead}
+	}
+	msg, err = Normalize(bytes.NewReader(raw), att.wrap(func(name, ct string, r io.Reader) (string, error) {
 		obj, err := s.sink.Archive(ctx, "email", ct, r)
 		if err != nil {
 			return "", err
 		}
 		return obj.Object, nil
-	})
+	}))
 	if err != nil {
 		if errors.Is(err, ErrUnparseable) {
 			return s.quarantine(uid, raw, ReasonUnparseable, err.Error())
@@ -76,12 +81,13 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 	if req == nil {
 		return s.quarantine(uid, raw, ReasonEmpty, "el mensaje no tiene texto, asunto ni adjuntos")
 	}
+	s.readAttachments(req, att)
 	rec, err := s.sink.Publish(ctx, channels.Submission{
 		Request: req, Subject: o.Channel, MsgID: MsgID(msg.MessageID, raw), Source: s.m.source,
 		Original: raw, OriginalType: "message/rfc822",
 	})
 	if err != nil {
-		if errors.Is(err, channels.ErrInvalid) || errors.Is(err, natsjs.ErrPermanent) {
+		if errors.Is(err, channels.ErrInvalid) || errors.Is(err, retry.ErrPermanent) {
 			return s.quarantine(uid, raw, ReasonRejected, err.Error())
 		}
 		return outFailed, fmt.Errorf("publish: %w", err)

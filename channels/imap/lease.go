@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Lease is the value of cau_state key imap.<name>.lease: which process works the mailbox.
@@ -141,7 +143,7 @@ func (m *Mailbox) acquire(ctx context.Context, l *leaseHolder) bool {
 	} else {
 		m.log.Warn("mailbox lease: cannot watch the key; checking it every third of the TTL", "err", err)
 	}
-	backoff := m.o.MinBackoff
+	b := retry.Policy{Initial: m.o.MinBackoff, Max: l.ttl, Jitter: 0.5}.Start()
 	for {
 		ok, cur, err := l.tryAcquire(ctx)
 		now := time.Now()
@@ -150,15 +152,14 @@ func (m *Mailbox) acquire(ctx context.Context, l *leaseHolder) bool {
 		case err != nil:
 			m.setHealth(false, "lease: "+err.Error())
 			m.log.Warn("mailbox lease", "err", err)
-			wait = min(jitter(backoff), l.ttl/3)
-			backoff = min(2*backoff, l.ttl)
+			wait = min(b.Spread(b.Next()), l.ttl/3)
 		case ok:
 			if cur.Holder != "" && cur.Holder != l.holder {
 				m.log.Info("mailbox lease taken over", "from", cur.Holder, "silent_for", now.Sub(l.seenAt).Round(time.Millisecond))
 			}
 			return true
 		default:
-			backoff = m.o.MinBackoff
+			b.Reset()
 			m.standbyHealth(l, now)
 			// Check again when the seen revision expires; a watch event comes sooner.
 			wait = min(max(l.expiresIn(now), 10*time.Millisecond), l.ttl)

@@ -54,7 +54,7 @@ func TestLeaseTakeoverAfterTheHolderDies(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, "standby reports the holder", func() bool {
-		return strings.Contains(mb.Health()[0].Detail, "worked by caud-a")
+		return strings.Contains(mb.Health(context.Background())[0].Detail, "worked by caud-a")
 	})
 	died := time.Now()
 	select {
@@ -81,7 +81,7 @@ func TestLeaseReleaseWakesTheStandby(t *testing.T) {
 		t.Fatalf("a: %v %v", ok, err)
 	}
 	mb, took := standby(t, env, "caud-b", time.Minute)
-	waitFor(t, 10*time.Second, "standby", func() bool { return strings.HasPrefix(mb.Health()[0].Detail, "standby") })
+	waitFor(t, 10*time.Second, "standby", func() bool { return strings.HasPrefix(mb.Health(context.Background())[0].Detail, "standby") })
 	released := time.Now()
 	if err := a.release(ctx); err != nil {
 		t.Fatal(err)

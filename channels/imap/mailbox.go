@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Mailbox ingests one IMAP mailbox. Run it with Run; Health is safe to call concurrently.
@@ -23,10 +23,8 @@ type Mailbox struct {
 	ids    *channels.IDs
 	source string
 
-	stats counters
-
-	mu     sync.Mutex
-	health channels.Health
+	stats  counters
+	health channels.HealthTracker
 }
 
 // New validates o and applies its defaults. It does no I/O besides reading PasswordFile.
@@ -46,7 +44,7 @@ func New(o Options) (*Mailbox, error) {
 		ids:    channels.NewIDs(),
 		source: "imap://" + o.Address + "/" + o.Folder,
 	}
-	mb.health = channels.Health{Name: "imap:" + o.Name, OK: false, Detail: "starting", Since: time.Now()}
+	mb.setHealth(false, "starting")
 	mb.m.connected.WithLabelValues(o.Name).Set(0)
 	return mb, nil
 }
@@ -56,22 +54,9 @@ func (m *Mailbox) Name() string { return m.o.Name }
 
 // Health reports the mailbox for /readyz: connected and idle, standby (another process holds the
 // lease: OK), or down with the last error and since when.
-func (m *Mailbox) Health() []channels.Health {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return []channels.Health{m.health}
-}
+func (m *Mailbox) Health(context.Context) []channels.Health { return m.health.List() }
 
-func (m *Mailbox) setHealth(ok bool, detail string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ok {
-		m.health.Since = time.Time{}
-	} else if m.health.OK || m.health.Since.IsZero() {
-		m.health.Since = time.Now()
-	}
-	m.health.OK, m.health.Detail = ok, detail
-}
+func (m *Mailbox) setHealth(ok bool, detail string) { m.health.Set("imap:"+m.o.Name, ok, detail) }
 
 // Run works the mailbox until ctx ends, then returns nil. It never gives up on server or JetStream
 // errors: it reconnects with exponential backoff and jitter. While another process holds the
@@ -113,7 +98,7 @@ func (m *Mailbox) Run(ctx context.Context, sink channels.Sink) error {
 // once), and while the server refuses connections it grows to RedialBackoff only: a refused dial
 // costs the server nothing, and the mailbox is back within about that long of the server.
 func (m *Mailbox) work(ctx context.Context, sink channels.Sink) {
-	backoff := m.o.MinBackoff
+	b := retry.Policy{Initial: m.o.MinBackoff, Max: m.o.MaxBackoff, Jitter: 0.5}.Start()
 	for ctx.Err() == nil {
 		synced := false
 		err := m.session(ctx, sink, func() {
@@ -130,22 +115,18 @@ func (m *Mailbox) work(ctx context.Context, sink channels.Sink) {
 			return
 		}
 		if synced {
-			backoff = m.o.MinBackoff
+			b.Reset()
 		}
+		wait := b.Next()
 		if errors.Is(err, errUnreachable) {
-			backoff = min(backoff, m.o.RedialBackoff)
+			wait = min(wait, m.o.RedialBackoff)
 		}
 		m.setHealth(false, "down: "+errString(err))
-		m.m.reconnectBackoff.WithLabelValues(m.o.Name).Set(backoff.Seconds())
-		m.log.Warn("imap session ended; reconnecting", "err", err, "in", backoff)
-		if !sleep(ctx, jitter(backoff)) {
+		m.m.reconnectBackoff.WithLabelValues(m.o.Name).Set(wait.Seconds())
+		m.log.Warn("imap session ended; reconnecting", "err", err, "in", wait)
+		if !retry.Sleep(ctx, b.Spread(wait)) {
 			return
 		}
-		next := min(backoff*2, m.o.MaxBackoff)
-		if errors.Is(err, errUnreachable) {
-			next = min(next, m.o.RedialBackoff)
-		}
-		backoff = next
 	}
 }
 
@@ -160,31 +141,13 @@ func errString(err error) string {
 	return s
 }
 
-// jitter returns a duration in [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 type metrics struct {
 	fetched, published, duplicates *prometheus.CounterVec
 	suppressed, quarantined        *prometheus.CounterVec
 	lastSync, connected            *prometheus.GaugeVec
 	reconnectBackoff               *prometheus.GaugeVec
 	moveRecovered                  *prometheus.CounterVec
+	attachments                    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -197,6 +160,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lastSync:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_last_sync_timestamp_seconds", Help: "Unix time of the last complete sync of the mailbox."}, []string{"mailbox"}),
 		connected:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_connected", Help: "1 while this process is connected to the mailbox and holds its lease."}, []string{"mailbox"}),
 		reconnectBackoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "caud_imap_reconnect_backoff_seconds", Help: "Current reconnect backoff of the mailbox (0 once a sync completed)."}, []string{"mailbox"}),
+		attachments:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_attachments_total", Help: "PDF and image attachments read (read_text, read_ocr) or not (unread_<reason>)."}, []string{"mailbox", "result"}),
 		moveRecovered:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_imap_move_recovered_total", Help: "Messages of an interrupted move found already copied to the destination folder and removed from the source instead of being copied again."}, []string{"mailbox"}),
 	}
 	if reg == nil {
@@ -212,6 +176,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.connected = register(reg, m.connected)
 	m.reconnectBackoff = register(reg, m.reconnectBackoff)
 	m.moveRecovered = register(reg, m.moveRecovered)
+	m.attachments = register(reg, m.attachments)
 	return m
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/config"
 )
 
@@ -99,6 +100,16 @@ type Options struct {
 	// Logger defaults to a discarding logger; Registerer to none (metrics kept but not exported).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Attachments reads PDF and image attachments (channels/memo.Reader) before the request is
+	// published; nil archives them unread.
+	Attachments channels.AttachmentReader
+	// AttachmentTimeout bounds the reading of one mail's attachments; default 20 s. What is not
+	// read by then is published unread (Unread "timeout").
+	AttachmentTimeout time.Duration
+	// MaxAttachmentReadBytes: larger attachments are archived but not read; default 10 MiB.
+	// MaxAttachmentsRead is the most attachments read per mail; default 4.
+	MaxAttachmentReadBytes int64
+	MaxAttachmentsRead     int
 	// Dial opens the TCP connection (tests use it to inject faults); default a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -190,6 +201,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.AttachmentTimeout <= 0 {
+		o.AttachmentTimeout = 20 * time.Second
+	}
+	if o.MaxAttachmentReadBytes <= 0 {
+		o.MaxAttachmentReadBytes = 10 << 20
+	}
+	if o.MaxAttachmentsRead <= 0 {
+		o.MaxAttachmentsRead = 4
 	}
 	if o.RedialBackoff <= 0 {
 		o.RedialBackoff = time.Second

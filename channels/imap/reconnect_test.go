@@ -177,7 +177,7 @@ func TestBackoffRestartsAfterASyncAndRedialsSoon(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for env.inboundCount(t) != 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no second request; health %+v, backoffs at dials %v", mb.Health(), b.snapshot())
+			t.Fatalf("no second request; health %+v, backoffs at dials %v", mb.Health(context.Background()), b.snapshot())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ipn-cgsi/caud/config"
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // Split is a message body separated into what the requester wrote now, their signature, and the
@@ -175,26 +176,15 @@ func looksLikeSignature(block []string, fromName string) bool {
 	return len(block) >= 2
 }
 
+// foldName is s folded (package fold) with only its letters kept, for comparing a signature's
+// first line with the sender's display name.
 func foldName(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		switch r {
-		case 'á':
-			r = 'a'
-		case 'é':
-			r = 'e'
-		case 'í':
-			r = 'i'
-		case 'ó':
-			r = 'o'
-		case 'ú', 'ü':
-			r = 'u'
-		}
+	return strings.Map(func(r rune) rune {
 		if unicode.IsLetter(r) {
-			b.WriteRune(r)
+			return r
 		}
-	}
-	return b.String()
+		return -1
+	}, fold.String(s))
 }
 
 // Fields are what a signature says about the requester.
@@ -235,7 +225,7 @@ func hasExtensionCue(s string) bool {
 
 // roleWords reports which role cues the text has, word by word (and pairs of words).
 func roleWords(s string) (docente, alumno, admin bool) {
-	words := strings.FieldsFunc(foldAccents(s), func(r rune) bool { return !unicode.IsLetter(r) })
+	words := strings.FieldsFunc(fold.String(s), func(r rune) bool { return !unicode.IsLetter(r) })
 	for i, w := range words {
 		pair := ""
 		if i+1 < len(words) {
@@ -246,25 +236,6 @@ func roleWords(s string) (docente, alumno, admin bool) {
 		admin = admin || adminWords[w] || adminWords[pair]
 	}
 	return docente, alumno, admin
-}
-
-// foldAccents lowercases s and removes the accents of Spanish vowels.
-func foldAccents(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r = unicode.ToLower(r); r {
-		case 'á':
-			return 'a'
-		case 'é':
-			return 'e'
-		case 'í':
-			return 'i'
-		case 'ó':
-			return 'o'
-		case 'ú', 'ü':
-			return 'u'
-		}
-		return r
-	}, s)
 }
 
 // ExtractFields reads unit, role and extension off a signature (or, when there is none, the last

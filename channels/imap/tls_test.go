@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -112,7 +113,7 @@ func TestTLSModes(t *testing.T) {
 			o.TLS, o.TLSConfig = mode, &tls.Config{RootCAs: x509.NewCertPool()}
 			r := runMailbox(t, o, env.Sink)
 			waitFor(t, 15*time.Second, "health reports the certificate", func() bool {
-				for _, h := range r.mb.Health() {
+				for _, h := range r.mb.Health(context.Background()) {
 					if !h.OK && strings.Contains(h.Detail, "certificate") {
 						return true
 					}

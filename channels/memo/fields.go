@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // Units resolves a unit as printed on a memo to its canonical id ("ESCOM"). It has the shape of
@@ -278,35 +279,9 @@ func findUnit(header []string, number string, units Units) (string, bool) {
 }
 
 func isInstitute(l string) bool {
-	k := strings.ToUpper(foldAccents(l))
-	return strings.Contains(k, "INSTITUTO POLITECNICO") || strings.Contains(k, "ANO DE") || strings.HasPrefix(k, "\"")
-}
-
-func foldAccents(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case 'á', 'Á':
-			return ifUpper(r, 'A', 'a')
-		case 'é', 'É':
-			return ifUpper(r, 'E', 'e')
-		case 'í', 'Í':
-			return ifUpper(r, 'I', 'i')
-		case 'ó', 'Ó':
-			return ifUpper(r, 'O', 'o')
-		case 'ú', 'Ú', 'ü', 'Ü':
-			return ifUpper(r, 'U', 'u')
-		case 'ñ', 'Ñ':
-			return ifUpper(r, 'N', 'n')
-		}
-		return r
-	}, s)
-}
-
-func ifUpper(r, up, low rune) rune {
-	if unicode.IsUpper(r) {
-		return up
-	}
-	return low
+	k := fold.String(l)
+	// OCR often loses the tilde: "año de" and "ano de" both start the year's motto.
+	return strings.Contains(k, "instituto politecnico") || strings.Contains(k, "año de") || strings.Contains(k, "ano de") || strings.HasPrefix(k, "\"")
 }
 
 // cleanNumber trims an oficio number and repairs O/0 slips in its letter segments.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ipn-cgsi/caud/config"
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // configUnits adapts config.Units the way the lead wires it in cmd/caud.
@@ -63,6 +64,8 @@ func sameNumber(got, want string) bool {
 
 // sameText compares subjects ignoring case, accents and spacing, which OCR may lose.
 func sameText(a, b string) bool {
-	n := func(s string) string { return strings.Join(strings.Fields(strings.ToLower(foldAccents(s))), " ") }
+	n := func(s string) string {
+		return strings.Join(strings.Fields(fold.Loose(s)), " ")
+	}
 	return n(a) == n(b)
 }

@@ -94,7 +94,7 @@ type Memo struct {
 	dirs   dirs
 	sem    chan struct{}
 	shaMu  keyedMutex
-	health healthState
+	health channels.HealthTracker
 
 	mu       sync.Mutex
 	sink     channels.Sink
@@ -189,6 +189,7 @@ func New(o Options) (*Memo, error) {
 			}
 		}
 	}
+	mm.health.Now = o.Now
 	mm.refreshTools(context.Background())
 	return mm, nil
 }

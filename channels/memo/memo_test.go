@@ -536,7 +536,7 @@ func TestIgnoredNames(t *testing.T) {
 func TestMissingToolsWait(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	te := newEnv(t, nil)
-	h := te.memo.Health()
+	h := te.memo.Health(context.Background())
 	var tools *channels.Health
 	for i := range h {
 		if h[i].Name == "memo.tools" {
@@ -554,5 +554,36 @@ func TestMissingToolsWait(t *testing.T) {
 	}
 	if code, _ := postMemo(t, te.memo, "x.png", blankPNG(t), nil); code != http.StatusServiceUnavailable {
 		t.Errorf("upload without tools: %d", code)
+	}
+}
+
+// TestHealthNeverRunsTheTools: /readyz asks Health often; with a tool missing it reports the
+// cached check instead of running tesseract again on each call.
+func TestHealthNeverRunsTheTools(t *testing.T) {
+	bin := t.TempDir()
+	count := filepath.Join(t.TempDir(), "runs")
+	script := "#!/bin/sh\necho run >> " + count + "\necho spa\n"
+	if err := os.WriteFile(filepath.Join(bin, "tesseract"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin) // tesseract only: the poppler tools are missing
+	te := newEnv(t, nil)
+	runs := func() int {
+		b, _ := os.ReadFile(count)
+		return strings.Count(string(b), "run")
+	}
+	before := runs()
+	if before == 0 {
+		t.Fatal("New did not look for the tools")
+	}
+	for range 5 {
+		for _, h := range te.memo.Health(context.Background()) {
+			if h.Name == "memo.tools" && (h.OK || !strings.Contains(h.Detail, "pdftoppm")) {
+				t.Fatalf("tools check %+v", h)
+			}
+		}
+	}
+	if got := runs(); got != before {
+		t.Fatalf("Health ran tesseract %d more times", got-before)
 	}
 }

@@ -160,11 +160,12 @@ func (m *Memo) process(ctx context.Context, sink channels.Sink, name string) (Re
 	if err := writeFileAtomic(recPath, mustJSON(rec)); err != nil {
 		return Result{}, fmt.Errorf("record: %w", err)
 	}
-	if err := m.finish(name); err != nil {
-		return Result{}, err
-	}
+	// Counted before the move: whoever sees the file in processed/ sees the counter too.
 	if receipt.Duplicate {
 		m.m.dups.Inc()
+	}
+	if err := m.finish(name); err != nil {
+		return Result{}, err
 	}
 	return Result{ID: rec.ID, Duplicate: receipt.Duplicate, Fields: fields}, nil
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // EmbeddedOptions configures the in-process nats-server. Zero values are documented defaults.
@@ -193,26 +195,22 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 			opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 		}
 	}
-	backoff := 250 * time.Millisecond
-	for {
+	nc, err := retry.Do(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.2}, func(context.Context) (*nats.Conn, error) {
 		nc, err := nats.Connect(url, opts...)
-		if err == nil {
-			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
-			notify("connected", nil)
-			return nc, nil
+		if err != nil && o.Server != nil {
+			return nil, fmt.Errorf("%w: connect embedded nats: %w", retry.ErrPermanent, err)
 		}
-		if o.Server != nil {
-			return nil, fmt.Errorf("connect embedded nats: %w", err)
-		}
-		log.Warn("nats connect failed, retrying", "url", url, "err", err, "in", backoff)
+		return nc, err
+	}, func(_ int, err error, wait time.Duration) {
+		log.Warn("nats connect failed, retrying", "url", url, "err", err, "in", wait)
 		notify("connect failed", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("connect nats %s: %w (last error: %v)", url, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 10*time.Second)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", url, err)
 	}
+	log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+	notify("connected", nil)
+	return nc, nil
 }
 
 // LoadOrCreateToken returns the client token kept in path, creating the file (mode 0600, a random

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // CloudEvents types of caud's messages.
@@ -62,7 +63,7 @@ const refusalMemory = 2 * time.Second
 
 // Health reports the intake's view of JetStream: not ready while it refuses writes for lack of
 // resources (store full, disk full), with its own reason.
-func (s *Sink) Health() []channels.Health {
+func (s *Sink) Health(context.Context) []channels.Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := channels.Health{Name: "intake store", OK: true, Detail: "accepting requests"}
@@ -143,9 +144,6 @@ func NewSink(h *Handles, o SinkOptions) *Sink {
 	return &Sink{h: h, opts: o, log: log, m: m}
 }
 
-// ErrPermanent wraps publish errors that retrying cannot fix (invalid request, oversized message).
-var ErrPermanent = errors.New("permanent publish error")
-
 // Publish archives the original, publishes the request with its Nats-Msg-Id and CloudEvents headers,
 // and returns once JetStream acknowledged it. Transient failures are retried with backoff until ctx
 // ends; invalid requests fail at once with an error wrapping channels.ErrInvalid.
@@ -184,7 +182,7 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 		if typ == "" {
 			typ = "application/octet-stream"
 		}
-		obj, err := retry(ctx, s, func(actx context.Context) (*channels.Object, error) {
+		obj, err := publishRetry(ctx, s, func(actx context.Context) (*channels.Object, error) {
 			return s.Archive(actx, sub.Subject, typ, bytes.NewReader(sub.Original))
 		})
 		if err != nil {
@@ -194,13 +192,13 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return channels.Receipt{}, fmt.Errorf("publish: %w: encode: %v", ErrPermanent, err)
+		return channels.Receipt{}, fmt.Errorf("publish: %w: encode: %v", retry.ErrPermanent, err)
 	}
 	msg := nats.NewMsg(SubjectInboundPrefix + sub.Subject)
 	msg.Data = body
 	SetCloudEvent(msg.Header, req.ID, sub.Source, TypeRequest, req.ReceivedAt)
 	msg.Header.Set(jetstream.MsgIDHeader, sub.MsgID)
-	ack, err := retry(ctx, s, func(actx context.Context) (*jetstream.PubAck, error) {
+	ack, err := publishRetry(ctx, s, func(actx context.Context) (*jetstream.PubAck, error) {
 		return s.h.JS.PublishMsg(actx, msg)
 	})
 	if err != nil {
@@ -313,31 +311,26 @@ func (s *Sink) putSmall(ctx context.Context, name, contentType string, sum, data
 	return nil
 }
 
-// retry runs fn with a per-attempt timeout until it succeeds, fails permanently, or ctx ends.
-func retry[T any](ctx context.Context, s *Sink, fn func(context.Context) (T, error)) (T, error) {
-	backoff := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+// publishRetry runs fn with a per-attempt timeout until it succeeds, fails permanently, or ctx ends.
+func publishRetry[T any](ctx context.Context, s *Sink, fn func(context.Context) (T, error)) (T, error) {
+	v, err := retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: s.opts.MaxBackoff}, func(ctx context.Context) (T, error) {
 		actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
+		defer cancel()
 		v, err := fn(actx)
-		cancel()
-		if err == nil {
-			return v, nil
+		if err != nil && isPermanent(err) {
+			return v, fmt.Errorf("%w: %v", retry.ErrPermanent, err)
 		}
-		if isPermanent(err) {
-			return v, fmt.Errorf("%w: %v", ErrPermanent, err)
+		if err != nil {
+			s.NoteRefusal(err)
 		}
-		s.NoteRefusal(err)
-		if ctx.Err() != nil {
-			return v, fmt.Errorf("%w: %v (after %d attempts)", channels.ErrNotReady, err, attempt)
-		}
-		s.log.Warn("publish attempt failed, retrying", "attempt", attempt, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return v, fmt.Errorf("%w: %v (after %d attempts)", channels.ErrNotReady, err, attempt)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, s.opts.MaxBackoff)
+		return v, err
+	}, func(attempt int, err error, wait time.Duration) {
+		s.log.Warn("publish attempt failed, retrying", "attempt", attempt, "err", err, "in", wait)
+	})
+	if err != nil && !errors.Is(err, retry.ErrPermanent) {
+		return v, fmt.Errorf("%w: %w", channels.ErrNotReady, err)
 	}
+	return v, err
 }
 
 func isPermanent(err error) bool {

@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -35,6 +34,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Platforms, as used in metrics labels, Social.Platform and the seen-record keys.
@@ -160,11 +160,7 @@ type common struct {
 	log            *slog.Logger
 	m              *metrics
 	now            func() time.Time
-
-	failing   atomic.Bool
-	healthMu  sync.Mutex
-	failSince time.Time
-	failErr   string
+	health         *channels.HealthTracker
 }
 
 func newCommon(platform string, sink channels.Sink, seen jetstream.KeyValue, maxBody int64, timeout time.Duration, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*common, error) {
@@ -188,37 +184,20 @@ func newCommon(platform string, sink channels.Sink, seen jetstream.KeyValue, max
 	}
 	return &common{
 		platform: platform, maxBody: maxBody, publishTimeout: timeout, sink: sink, seen: seen,
-		log: log.With("channel", platform), m: newMetrics(reg), now: now,
+		log: log.With("channel", platform), m: newMetrics(reg), now: now, health: &channels.HealthTracker{Now: now},
 	}, nil
 }
 
 // Health reports the webhook as failing from the first delivery that could not be published until
 // the next one that could.
-func (c *common) Health() []channels.Health {
-	h := channels.Health{Name: c.platform + " webhook", OK: true}
-	if c.failing.Load() {
-		c.healthMu.Lock()
-		h.OK, h.Since, h.Detail = false, c.failSince, c.failErr
-		c.healthMu.Unlock()
+func (c *common) Health(context.Context) []channels.Health {
+	if h := c.health.List(); len(h) > 0 {
+		return h
 	}
-	return []channels.Health{h}
+	return []channels.Health{{Name: c.platform + " webhook", OK: true}}
 }
 
-func (c *common) setHealth(err error) {
-	if err == nil {
-		if c.failing.Load() {
-			c.failing.Store(false)
-		}
-		return
-	}
-	c.healthMu.Lock()
-	if !c.failing.Load() {
-		c.failSince = c.now()
-	}
-	c.failErr = err.Error()
-	c.failing.Store(true)
-	c.healthMu.Unlock()
-}
+func (c *common) setHealth(err error) { c.health.SetErr(c.platform+" webhook", err) }
 
 // readSigned reads the body and checks its signature; it answers the error itself and reports
 // whether to go on.
@@ -343,19 +322,13 @@ func each(n int, fn func(i int) error) error {
 }
 
 func (c *common) archive(ctx context.Context, body []byte) (*channels.Object, error) {
-	backoff := 20 * time.Millisecond
-	for {
-		obj, err := c.sink.Archive(ctx, c.platform, "application/json", bytes.NewReader(body))
-		if err == nil {
-			return obj, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("archive delivery: %w: %v", channels.ErrNotReady, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
+	obj, err := retry.Do(ctx, retry.Policy{Initial: 20 * time.Millisecond, Max: time.Second}, func(ctx context.Context) (*channels.Object, error) {
+		return c.sink.Archive(ctx, c.platform, "application/json", bytes.NewReader(body))
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("archive delivery: %w: %w", channels.ErrNotReady, err)
 	}
+	return obj, nil
 }
 
 // seenKey is the cau_requests key recording that the platform id was published.

@@ -673,7 +673,7 @@ func TestJetStreamDownIsRetriedAndPublishedOnce(t *testing.T) {
 			t.Fatalf("%s with the stream gone: %d, want 503", fx.ID, rr.Code)
 		}
 	}
-	if h := r.fb.Health(); h[0].OK {
+	if h := r.fb.Health(context.Background()); h[0].OK {
 		t.Error("health should report the failure")
 	}
 	if _, err := natsjs.EnsureTopology(ctx, r.env.JS, natsjs.Topology{}); err != nil {
@@ -690,7 +690,7 @@ func TestJetStreamDownIsRetriedAndPublishedOnce(t *testing.T) {
 	if len(ps) != 2 || ps[0].Req.Source.PlatformID != fxs[0].PlatformID || ps[1].Req.Source.PlatformID != fxs[1].PlatformID {
 		t.Fatalf("published %+v, want each once", ps)
 	}
-	if h := r.fb.Health(); !h[0].OK {
+	if h := r.fb.Health(context.Background()); !h[0].OK {
 		t.Errorf("health after recovery: %+v", h)
 	}
 }

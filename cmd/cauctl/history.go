@@ -36,6 +36,9 @@ func (a *app) eventText(e HistoryEvent) string {
 		if e.Source != "" {
 			s += " (" + e.Source + ")"
 		}
+		if e.Agent != "" {
+			s += "; la capturó " + e.Agent
+		}
 		return s
 	case audit.Replayed:
 		return "Reprocesada desde los mensajes fallidos"

@@ -93,7 +93,7 @@ func commands() []command {
 		{"triage corrections", "[--out ARCHIVO]", "exportar las correcciones de los agentes como ejemplos etiquetados (JSONL)", (*app).cmdTriageCorrections},
 		{"dlq list", "", "mensajes que no se pudieron procesar, con el motivo", (*app).cmdDLQ},
 		{"dlq replay", "SEC", "reprocesar un mensaje fallido una vez corregida la causa", (*app).cmdDLQReplay},
-	}, offlineCommands()...)
+	}, append(offlineCommands(), usersCommands()...)...)
 }
 
 // isGroup reports whether name is the first word of two-word commands ("catalog check", "dlq list").

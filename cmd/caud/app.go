@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,9 @@ type App struct {
 	natsDown time.Time // when the connection was lost; zero while connected
 	waiting  Check     // what start-up is waiting for, shown by /readyz until started
 	reloads  prometheus.Counter
+
+	catalogErr   error // last refused catalog reload, for the console
+	catalogErrAt time.Time
 }
 
 // NewApp wires nothing yet; Start does.
@@ -169,7 +173,7 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
 	a.reg.MustRegister(a.reloads)
-	a.catalog, err = triage.NewStoreWithModel(cfg.Triage.Catalog, cfg.Triage.Model, a.log, func(error) { a.reloads.Inc() })
+	a.catalog, err = triage.NewStoreWithModel(cfg.Triage.Catalog, cfg.Triage.Model, a.log, func(err error) { a.reloads.Inc(); a.catalogReloadError(err) })
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
@@ -203,7 +207,13 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	deadletter.New(a.h, a.log.With("stage", "deadletter")).Register(a.mux, auth)
+	letters := deadletter.New(a.h, a.log.With("stage", "deadletter"))
+	letters.Register(a.mux, auth)
+	if cfg.Console.Enabled && a.queues != nil {
+		if err := a.startConsole(ctx, runCtx, a.mux, letters); err != nil {
+			return err
+		}
+	}
 	a.started.Store(true)
 	a.log.Info("caud ready", "http", "http://"+a.ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir, "instance", a.instance.id)
 	return nil
@@ -322,8 +332,22 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 		a.health = append(a.health, h)
 		mux.Handle("/webhooks/x", h)
 	}
+	var attachments channels.AttachmentReader
+	if ac := cfg.IMAP.Attachments; ac.Read && len(cfg.IMAP.Mailboxes) > 0 {
+		r, err := memo.NewReader(runCtx, memo.ReaderOptions{
+			MaxBytes: ac.MaxBytes, MaxPages: ac.MaxPages, Workers: ac.Workers, Units: unitDirectory{units},
+		})
+		if err != nil {
+			return fmt.Errorf("attachment reader: %w", err)
+		}
+		if missing := r.Missing(); len(missing) > 0 {
+			a.log.Warn("mail attachments will be archived unread: OCR tools missing", "missing", strings.Join(missing, ", "))
+		}
+		attachments = r
+	}
 	for _, mb := range cfg.IMAP.Mailboxes {
 		m, err := imap.New(imap.Options{
+			Attachments: attachments, AttachmentTimeout: cfg.IMAP.Attachments.Timeout, MaxAttachmentReadBytes: cfg.IMAP.Attachments.MaxBytes,
 			Name: mb.Name, Address: mb.Address, Host: mb.Host, TLS: mb.TLS,
 			Username: mb.Username, Password: mb.Password, Folder: mb.Folder,
 			ProcessedFolder: mb.ProcessedFolder, FlagOnly: mb.FlagOnly, QuarantineFolder: mb.QuarantineFolder,

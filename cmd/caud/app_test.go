@@ -22,7 +22,7 @@ import (
 )
 
 // startApp runs a whole caud in-process: embedded JetStream under t.TempDir(), HTTP on a free port.
-func startApp(t *testing.T, extra ...string) (*App, string) {
+func startApp(t testing.TB, extra ...string) (*App, string) {
 	t.Helper()
 	t.Setenv("CAU_NATS_EMBEDDED_LISTEN", "none")
 	t.Setenv("CAU_QUEUES_LEASE", "1m")
@@ -48,7 +48,7 @@ func startApp(t *testing.T, extra ...string) (*App, string) {
 	return app, "http://" + app.Addr()
 }
 
-func call(t *testing.T, method, url, body string) (int, []byte) {
+func call(t testing.TB, method, url, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"strconv"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/triage/notify"
 )
 
 // smtpSink is a real SMTP server (go-smtp) on loopback that keeps what it receives.
@@ -58,7 +62,7 @@ func TestConfirmationMailThroughTheDaemon(t *testing.T) {
 	t.Setenv("CAU_NOTIFY_SMTP_PORT", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	t.Setenv("CAU_NOTIFY_SMTP_TLS", "none")
 	t.Setenv("CAU_NOTIFY_SMTP_FROM", "CAU IPN <cau@ipn.mx>")
-	_, base := startApp(t)
+	app, base := startApp(t)
 
 	_, id := submit(t, base, `{"channel":"phone","email":"aruiz@ipn.mx","name":"Ana Ruiz","confirm":true,"description":"No puedo entrar a mi correo institucional"}`)
 	_, other := submit(t, base, `{"channel":"phone","email":"luis@ipn.mx","description":"No hay internet en el laboratorio 3"}`)
@@ -74,7 +78,25 @@ func TestConfirmationMailThroughTheDaemon(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // a second, wrong mail would have arrived by now
+	// Settled: the notifier has planned every triaged item and sent or suppressed every notice, so
+	// no second, wrong mail can still arrive.
+	ctx := context.Background()
+	plan, err := app.h.JS.Consumer(ctx, natsjs.StreamTriaged, notify.ConsumerPlan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, err := app.h.JS.Consumer(ctx, notify.StreamNotify, notify.ConsumerSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if idle, err := notify.ConsumersIdle(ctx, plan, send); err == nil && idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the notifier did not settle")
+		}
+	}
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	if len(sink.msgs) != 1 || strings.Join(sink.rcpt, ",") != "aruiz@ipn.mx" {

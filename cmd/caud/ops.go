@@ -109,7 +109,7 @@ func (a *App) readiness(ctx context.Context) []Check {
 	}
 	checks = append(checks, cat)
 	for _, r := range a.health {
-		for _, h := range r.Health() {
+		for _, h := range r.Health(ctx) {
 			c := Check{Name: h.Name, OK: h.OK, Detail: h.Detail}
 			if !h.Since.IsZero() {
 				c.Since = h.Since.UTC().Format(time.RFC3339)

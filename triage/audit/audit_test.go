@@ -94,11 +94,19 @@ func TestHistoryOfOneRequest(t *testing.T) {
 	ctx := context.Background()
 	rec := audit.NewRecorder(env.JS, audit.RecorderOptions{})
 	run(t, rec.Run)
-	p, err := audit.NewProjector(ctx, audit.ProjectorOptions{Handles: env.Handles})
-	if err != nil {
-		t.Fatal(err)
+	// Two replicas' projectors share the durable consumers: each event is recorded once.
+	reg := prometheus.NewRegistry()
+	for i := range 2 {
+		o := audit.ProjectorOptions{Handles: env.Handles, Batch: 1}
+		if i == 0 {
+			o.Registerer = reg
+		}
+		p, err := audit.NewProjector(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, p.Run)
 	}
-	run(t, p.Run)
 	eng := triage.NewEngine(triage.DefaultCatalog())
 	w, err := worker.New(ctx, env.Handles, worker.Options{Decide: eng.Decide})
 	if err != nil {
@@ -171,6 +179,21 @@ func TestHistoryOfOneRequest(t *testing.T) {
 			t.Errorf("history out of order at %d: %v before %v", i, h[i].At, h[i-1].At)
 		}
 	}
+
+	// Stored once each, though two projectors ran.
+	as, err := env.JS.Stream(ctx, audit.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := as.Info(ctx, jetstream.WithSubjectFilter(audit.SubjectPrefix+id))
+	if err != nil || info.State.Subjects[audit.SubjectPrefix+id] != 6 {
+		t.Errorf("CAU_AUDIT holds %v messages for the request, want 6 (err %v)", info.State.Subjects, err)
+	}
+	// Nothing waits for the projector any more, and the scrape says so.
+	waitFor(t, "projector lag 0", func() bool {
+		n, err := testutil.GatherAndCount(reg, "caud_audit_projector_pending")
+		return err == nil && n == 3 && testutil.ToFloat64(gaugeOf(t, reg, "inbound")) == 0
+	})
 
 	// GET /api/v1/requests/{id} includes it.
 	v, err := q.Get(ctx, id)
@@ -349,4 +372,28 @@ func readAll(t *testing.T, resp *http.Response) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// gaugeOf reads caud_audit_projector_pending{source} from a registry.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, source string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+	g.Set(-1)
+	for _, mf := range mfs {
+		if mf.GetName() != "caud_audit_projector_pending" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "source" && l.GetValue() == source {
+					g.Set(m.GetGauge().GetValue())
+				}
+			}
+		}
+	}
+	return g
 }

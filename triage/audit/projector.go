@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Source names (label "source" of the projector's metrics).
@@ -142,9 +143,29 @@ func NewProjector(ctx context.Context, o ProjectorOptions) (*Projector, error) {
 		p.m.errors.WithLabelValues(s.name)
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(p.m.projected, p.m.skipped, p.m.errors)
+		o.Registerer.MustRegister(p.m.projected, p.m.skipped, p.m.errors, &lagCollector{p: p})
 	}
 	return p, nil
+}
+
+// lagCollector exports, at scrape time, how many source messages wait for the projector: the audit
+// trail's lag behind the pipeline.
+type lagCollector struct{ p *Projector }
+
+var descPending = prometheus.NewDesc("caud_audit_projector_pending", "Source messages not yet projected onto CAU_AUDIT, per source.", []string{"source"}, nil)
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descPending }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, s := range c.p.sources {
+		info, err := s.cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(info.NumPending+uint64(info.NumAckPending)), s.name)
+	}
 }
 
 // Run projects every source until ctx ends, then finishes the batches in hand and returns nil.
@@ -158,7 +179,7 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 func (p *Projector) loop(ctx context.Context, s source) {
-	backoff := 100 * time.Millisecond
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for ctx.Err() == nil {
 		msgs, err := natsjs.Fetch(s.cons, p.o.Batch, time.Second)
 		if err == nil && len(msgs) > 0 {
@@ -167,7 +188,7 @@ func (p *Projector) loop(ctx context.Context, s source) {
 			cancel()
 		}
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			b.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -175,11 +196,7 @@ func (p *Projector) loop(ctx context.Context, s source) {
 		}
 		p.m.errors.WithLabelValues(s.name).Inc()
 		p.log.Warn("audit projector", "source", s.name, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		b.Wait(ctx)
 	}
 }
 
@@ -263,6 +280,9 @@ func receivedEvents(m jetstream.Msg, md *jetstream.MsgMetadata) []Event {
 		ID         string    `json:"id"`
 		Channel    string    `json:"channel"`
 		ReceivedAt time.Time `json:"received_at"`
+		Source     struct {
+			Agent string `json:"agent"`
+		} `json:"source"`
 	}
 	if json.Unmarshal(m.Data(), &r) != nil || !validID(r.ID) {
 		return nil
@@ -271,7 +291,7 @@ func receivedEvents(m jetstream.Msg, md *jetstream.MsgMetadata) []Event {
 	if at.IsZero() {
 		at = md.Timestamp
 	}
-	e := Event{ID: Received + ":" + r.ID, RequestID: r.ID, Type: Received, At: at, Channel: r.Channel, Source: m.Headers().Get("ce-source")}
+	e := Event{ID: Received + ":" + r.ID, RequestID: r.ID, Type: Received, At: at, Channel: r.Channel, Source: m.Headers().Get("ce-source"), Agent: r.Source.Agent}
 	if m.Headers().Get(deadletter.HeaderReplayedOf) != "" {
 		e.ID, e.Type, e.At = Replayed+":"+r.ID+":"+strconv.FormatUint(md.Sequence.Stream, 10), Replayed, md.Timestamp
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // RecorderOptions configures a Recorder. Zero values are documented defaults.
@@ -187,27 +189,20 @@ func (r *Recorder) publishOnce(ctx context.Context, e Event) error {
 // publishRetrying publishes e until it succeeds or ctx ends (then e goes back to the queue for the
 // final flush of Run).
 func (r *Recorder) publishRetrying(ctx context.Context, e Event) {
-	backoff := r.o.RetryMin
-	for {
+	_, err := retry.Do(ctx, retry.Policy{Initial: r.o.RetryMin, Max: r.o.RetryMax}, func(ctx context.Context) (struct{}, error) {
 		pctx, cancel := context.WithTimeout(ctx, r.o.Wait)
-		err := r.publishOnce(pctx, e)
-		cancel()
-		if err == nil {
-			return
-		}
-		r.log.Warn("audit event retry failed", "event", e.ID, "err", err, "next_in", backoff)
+		defer cancel()
+		return struct{}{}, r.publishOnce(pctx, e)
+	}, func(_ int, err error, wait time.Duration) {
+		r.log.Warn("audit event retry failed", "event", e.ID, "err", err, "next_in", wait)
+	})
+	if err != nil {
+		r.mu.Lock()
 		select {
-		case <-ctx.Done():
-			r.mu.Lock()
-			select {
-			case r.retry <- e:
-			default:
-				r.drop(e, "retry buffer full at stop")
-			}
-			r.mu.Unlock()
-			return
-		case <-time.After(backoff):
+		case r.retry <- e:
+		default:
+			r.drop(e, "retry buffer full at stop")
 		}
-		backoff = min(2*backoff, r.o.RetryMax)
+		r.mu.Unlock()
 	}
 }

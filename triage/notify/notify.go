@@ -32,6 +32,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 	"github.com/ipn-cgsi/caud/triage"
 )
 
@@ -398,7 +399,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 func (n *Notifier) loop(ctx context.Context, stage string, c jetstream.Consumer, batchSize int, handle func(context.Context, jetstream.Msg)) {
-	backoff := 100 * time.Millisecond
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for ctx.Err() == nil {
 		batch, err := c.Fetch(batchSize, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -406,11 +407,10 @@ func (n *Notifier) loop(ctx context.Context, stage string, c jetstream.Consumer,
 				return
 			}
 			n.log.Warn("notify fetch failed", "stage", stage, "err", err)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
+			b.Wait(ctx)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		b.Reset()
 		for m := range batch.Messages() {
 			// The message in hand is finished even when ctx ends, within a bound of its own.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.o.AckWait)
@@ -419,16 +419,30 @@ func (n *Notifier) loop(ctx context.Context, stage string, c jetstream.Consumer,
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
 			n.log.Warn("notify fetch ended", "stage", stage, "err", err)
-			sleep(ctx, backoff)
+			b.Wait(ctx)
 		}
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
+// Idle reports whether both stages are caught up: no triaged item waits to be planned and no notice
+// waits to be sent or acknowledged (a notice in an SMTP outage is not idle). Once Idle, nothing more
+// is sent until something new is triaged.
+func (n *Notifier) Idle(ctx context.Context) (bool, error) {
+	return ConsumersIdle(ctx, n.plan, n.send)
+}
+
+// ConsumersIdle reports whether every consumer has nothing pending and nothing unacknowledged.
+func ConsumersIdle(ctx context.Context, cs ...jetstream.Consumer) (bool, error) {
+	for _, c := range cs {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+			return false, nil
+		}
 	}
+	return true, nil
 }
 
 // Metrics exposes the collectors (for tests).

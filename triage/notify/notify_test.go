@@ -242,6 +242,16 @@ func eventually(t *testing.T, what string, d time.Duration, ok func() bool) {
 	}
 }
 
+// settled waits until the notifier is Idle: from then on no further notice can arrive, so counting
+// what the SMTP server received is final (a sleep could end before a late duplicate).
+func (h *harness) settled(t *testing.T) {
+	t.Helper()
+	eventually(t, "the notifier idle", 20*time.Second, func() bool {
+		ok, err := h.n.Idle(context.Background())
+		return err == nil && ok
+	})
+}
+
 func (h *harness) suppressed(reason string) float64 {
 	return testutil.ToFloat64(h.n.m.suppressed.WithLabelValues(reason))
 }
@@ -303,7 +313,7 @@ func TestEachOutcomeGetsOneThreadedSpanishEmail(t *testing.T) {
 		publishItem(t, h, it, "")
 	}
 	eventually(t, "4 notices", 15*time.Second, func() bool { return len(h.be.messages()) >= 4 })
-	time.Sleep(300 * time.Millisecond)
+	h.settled(t)
 	msgs := h.be.messages()
 	if len(msgs) != 4 {
 		t.Fatalf("%d messages, want 4", len(msgs))
@@ -510,7 +520,7 @@ func TestSuppression(t *testing.T) {
 		}
 		return got >= total
 	})
-	time.Sleep(300 * time.Millisecond)
+	h.settled(t)
 	for r, v := range want {
 		if got := h.suppressed(r); got != v {
 			t.Errorf("suppressed{%s} = %v, want %v", r, got, v)
@@ -550,7 +560,7 @@ func TestRerouteOrRepeatPlansOneNotice(t *testing.T) {
 	it.Triage = item(triage.OutcomeNoCompetente).Triage
 	publishItem(t, h, it, "rerouted:lease-2")
 	eventually(t, "second kind", 10*time.Second, func() bool { return len(h.be.messages()) == 2 })
-	time.Sleep(300 * time.Millisecond)
+	h.settled(t)
 	if n := len(h.be.messages()); n != 2 {
 		t.Fatalf("%d messages, want 2", n)
 	}
@@ -580,7 +590,7 @@ func TestSMTPOutageDelaysButLosesAndDoublesNothing(t *testing.T) {
 	}
 	be.down.Store(false)
 	eventually(t, "every notice after the outage", 15*time.Second, func() bool { return len(be.messages()) >= 5 })
-	time.Sleep(time.Second)
+	h.settled(t)
 	got := map[string]int{}
 	for _, m := range be.messages() {
 		got[m.To[0]]++

@@ -19,6 +19,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 	"github.com/ipn-cgsi/caud/triage"
 )
 
@@ -69,22 +70,19 @@ const (
 // and for the day of the per-sender cap.
 var mexico = time.FixedZone("CST", -6*3600)
 
-// errPermanent marks input no retry can fix.
-var errPermanent = errors.New("cannot be processed")
-
 func (n *Notifier) planMsg(ctx context.Context, m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
-		n.deadLetter(ctx, m, fmt.Errorf("%w: metadata: %v", errPermanent, err))
+		n.deadLetter(ctx, m, fmt.Errorf("%w: metadata: %v", retry.ErrPermanent, err))
 		return
 	}
 	var it triage.Item
 	if err := json.Unmarshal(m.Data(), &it); err != nil {
-		n.deadLetter(ctx, m, fmt.Errorf("%w: decode item: %v", errPermanent, err))
+		n.deadLetter(ctx, m, fmt.Errorf("%w: decode item: %v", retry.ErrPermanent, err))
 		return
 	}
 	if it.Request.ID == "" {
-		n.deadLetter(ctx, m, fmt.Errorf("%w: item without request id", errPermanent))
+		n.deadLetter(ctx, m, fmt.Errorf("%w: item without request id", retry.ErrPermanent))
 		return
 	}
 	notice, reason, err := n.decide(&it)
@@ -95,7 +93,7 @@ func (n *Notifier) planMsg(ctx context.Context, m jetstream.Msg) {
 		err = n.publish(ctx, notice)
 	}
 	if err != nil {
-		if errors.Is(err, errPermanent) {
+		if errors.Is(err, retry.ErrPermanent) {
 			n.deadLetter(ctx, m, err)
 			return
 		}
@@ -181,7 +179,7 @@ func (n *Notifier) decide(it *triage.Item) (*Notice, string, error) {
 		}
 		r, err := n.tmpl.render(kind, d)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: %v", errPermanent, err)
+			return nil, "", fmt.Errorf("%w: %v", retry.ErrPermanent, err)
 		}
 		sn.Text = truncate(r.Social, limit)
 		notice.Social = sn
@@ -218,7 +216,7 @@ func (n *Notifier) decide(it *triage.Item) (*Notice, string, error) {
 	}
 	r, err := n.tmpl.render(kind, d)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", errPermanent, err)
+		return nil, "", fmt.Errorf("%w: %v", retry.ErrPermanent, err)
 	}
 	e := &Email{
 		From: fromAddr, FromName: fromName, To: addr.Address, ToName: firstNonEmpty(addr.Name, req.Requester.Name),
@@ -290,7 +288,7 @@ func (n *Notifier) reserve(ctx context.Context, nt *Notice, seq uint64) (string,
 		return ReasonAlreadyPlanned, nil
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case errors.Is(err, jetstream.ErrInvalidKey):
-		return "", fmt.Errorf("%w: request id %q is not a valid key", errPermanent, nt.RequestID)
+		return "", fmt.Errorf("%w: request id %q is not a valid key", retry.ErrPermanent, nt.RequestID)
 	default:
 		return "", fmt.Errorf("read %s: %w", key, err)
 	}
@@ -372,7 +370,7 @@ func isConflict(err error) bool {
 func (n *Notifier) publish(ctx context.Context, nt *Notice) error {
 	body, err := json.Marshal(nt)
 	if err != nil {
-		return fmt.Errorf("%w: encode notice: %v", errPermanent, err)
+		return fmt.Errorf("%w: encode notice: %v", retry.ErrPermanent, err)
 	}
 	out := nats.NewMsg(SubjectNotifyPrefix + nt.Channel)
 	out.Data = body

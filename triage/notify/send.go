@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Sent is the value of cau_notify key sent.<request id>.<kind>: the proof a notice went out.
@@ -30,7 +31,7 @@ func (n *Notifier) sendMsg(ctx context.Context, m jetstream.Msg) {
 		if err == nil {
 			err = errors.New("incomplete notice")
 		}
-		n.deadLetter(ctx, m, fmt.Errorf("%w: decode notice: %v", errPermanent, err))
+		n.deadLetter(ctx, m, fmt.Errorf("%w: decode notice: %v", retry.ErrPermanent, err))
 		return
 	}
 	key := SentKey(nt.RequestID, nt.Kind)
@@ -44,7 +45,7 @@ func (n *Notifier) sendMsg(ctx context.Context, m jetstream.Msg) {
 		return
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case errors.Is(err, jetstream.ErrInvalidKey):
-		n.deadLetter(ctx, m, fmt.Errorf("%w: request id %q is not a valid key", errPermanent, nt.RequestID))
+		n.deadLetter(ctx, m, fmt.Errorf("%w: request id %q is not a valid key", retry.ErrPermanent, nt.RequestID))
 		return
 	default:
 		n.retry(m, &nt, fmt.Errorf("read %s: %w", key, err))
@@ -80,12 +81,11 @@ func (n *Notifier) sendMsg(ctx context.Context, m jetstream.Msg) {
 	n.log.Info("notice sent", "request", nt.RequestID, "kind", nt.Kind, "channel", nt.Channel)
 	// Recorded before the ack: a redelivery from here on finds it and sends nothing.
 	b, _ := json.Marshal(rec)
-	for attempt := 0; ; attempt++ {
-		if _, err = n.kv.Put(ctx, key, b); err == nil || ctx.Err() != nil || attempt >= 20 {
-			break
-		}
-		sleep(ctx, 250*time.Millisecond)
-	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = retry.Do(rctx, retry.Policy{Initial: 100 * time.Millisecond, Max: time.Second}, func(ctx context.Context) (uint64, error) {
+		return n.kv.Put(ctx, key, b)
+	}, nil)
+	cancel()
 	if err != nil {
 		// Acknowledging anyway: the notice went out; a redelivery would send it twice.
 		n.log.Error("record sent notice", "request", nt.RequestID, "kind", nt.Kind, "err", err)

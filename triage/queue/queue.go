@@ -328,6 +328,13 @@ func (q *Queues) lease(ctx context.Context, id string) (Lease, uint64, error) {
 	return l, e.Revision(), nil
 }
 
+// Lease returns a live lease by its ID (the web console shows the leased item and its countdown);
+// a *LeaseError when it expired, was finished, is malformed or never existed.
+func (q *Queues) Lease(ctx context.Context, id string) (Lease, error) {
+	l, _, err := q.lease(ctx, id)
+	return l, err
+}
+
 // finish ends a lease: it records how (compare-and-set, so of two concurrent calls on any replicas
 // exactly one proceeds and the other is told the lease is finished), runs before (nil for none),
 // then sends verb to the delivery. When before or the ack fails the record is put back and the call

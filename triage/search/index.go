@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
+	"github.com/ipn-cgsi/caud/config/fold"
 )
 
 // Options configures an Index. Zero values are documented defaults.
@@ -154,19 +156,16 @@ func (x *Index) Run(ctx context.Context) error {
 }
 
 func (x *Index) retry(ctx context.Context, what string, feed func(context.Context) error) {
-	backoff := 200 * time.Millisecond
+	b := retry.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second}.Start()
 	for ctx.Err() == nil {
 		err := feed(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		x.m.errors.Inc()
-		x.log.Warn("search index feed", "feed", what, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+		wait := b.Next()
+		x.log.Warn("search index feed", "feed", what, "err", err, "retry_in", wait)
+		retry.Sleep(ctx, wait)
 	}
 }
 
@@ -300,12 +299,12 @@ func (x *Index) addRequest(data []byte, seq uint64) {
 	e.hasRequest = true
 	e.Channel, e.ReceivedAt, e.Name, e.Email, e.Unit = r.Channel, r.ReceivedAt.UTC(), clip(r.Requester.Name), clip(r.Requester.Email), clip(r.Requester.Unit)
 	e.Subject = clip(r.Subject)
-	e.lead = fold(clipTo(strings.Join(strings.Fields(clipTo(r.Text, 4*maxLead)), " "), maxLead))
+	e.lead = fold.Loose(clipTo(strings.Join(strings.Fields(clipTo(r.Text, 4*maxLead)), " "), maxLead))
 	if r.Requester.Handle != nil {
 		e.Handle = clip(strings.TrimLeft(*r.Requester.Handle, "@"))
 	}
-	e.fEmail, e.fHandle, e.fUnit = fold(e.Email), fold(e.Handle), fold(e.Unit)
-	e.nameWords = words(fold(e.Name))
+	e.fEmail, e.fHandle, e.fUnit = fold.Loose(e.Email), fold.Loose(e.Handle), fold.Loose(e.Unit)
+	e.nameWords = words(fold.Loose(e.Name))
 	e.refreshText()
 	if e.fEmail != "" {
 		x.byEmail[e.fEmail] = append(x.byEmail[e.fEmail], e)
@@ -339,7 +338,7 @@ func clipTo(s string, n int) string {
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func (e *entry) refreshText() {
-	e.text = strings.Join([]string{strings.ToLower(e.ID), e.fFolio, fold(e.Name), e.fEmail, e.fHandle, e.fUnit, fold(e.Subject), e.lead}, " ")
+	e.text = strings.Join([]string{strings.ToLower(e.ID), e.fFolio, fold.Loose(e.Name), e.fEmail, e.fHandle, e.fUnit, fold.Loose(e.Subject), e.lead}, " ")
 }
 
 // insert places e in order; requests almost always arrive in id order, so this is an append.
@@ -383,7 +382,7 @@ func (x *Index) setState(id string, st natsjs.RequestState) {
 		x.byID[id] = e
 	}
 	e.State, e.Queue, e.Agent, e.UpdatedAt = st.State, st.Queue, st.Agent, st.UpdatedAt
-	if f := fold(strings.TrimSpace(st.Folio)); f != e.fFolio {
+	if f := fold.Loose(strings.TrimSpace(st.Folio)); f != e.fFolio {
 		if e.fFolio != "" {
 			x.byFolio[e.fFolio] = remove(x.byFolio[e.fFolio], e)
 		}
@@ -472,8 +471,8 @@ type matcher struct {
 
 func compile(q Query) matcher {
 	return matcher{
-		q: q, email: fold(q.Email), handle: fold(q.Handle), folio: fold(q.Folio), unit: fold(q.Unit),
-		name: words(fold(q.Name)), text: words(fold(q.Text)),
+		q: q, email: fold.Loose(q.Email), handle: fold.Loose(q.Handle), folio: fold.Loose(q.Folio), unit: fold.Loose(q.Unit),
+		name: words(fold.Loose(q.Name)), text: words(fold.Loose(q.Text)),
 	}
 }
 

@@ -99,7 +99,7 @@ func TestFullStoreLosesAndDoublesNothing(t *testing.T) {
 	first := run(t, env, o)
 	var paused time.Time
 	waitFor(t, "the worker to pause with the store's reason", func() bool {
-		h := first.w.Health()[0]
+		h := first.w.Health(context.Background())[0]
 		paused = h.Since
 		return !h.OK && strings.Contains(h.Detail, "insufficient resources")
 	})
@@ -129,13 +129,13 @@ func TestFullStoreLosesAndDoublesNothing(t *testing.T) {
 	stopTook := time.Since(stopAt)
 	// A restarted worker meets the full store too and pauses again.
 	second := run(t, env, o)
-	waitFor(t, "the restarted worker to pause", func() bool { return !second.w.Health()[0].OK })
+	waitFor(t, "the restarted worker to pause", func() bool { return !second.w.Health(context.Background())[0].OK })
 	// Space returns: the worker resumes by itself.
 	freed := time.Now()
 	if err := env.JS.DeleteStream(ctx, "FILLER"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the worker to resume", func() bool { return second.w.Health()[0].OK })
+	waitFor(t, "the worker to resume", func() bool { return second.w.Health(context.Background())[0].OK })
 	resumed := time.Since(freed)
 	waitFor(t, "every request triaged", func() bool { return subjectCount(t, env.Triaged, "cau.triaged.>") >= n })
 	allDone := time.Since(freed)

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +22,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 	"github.com/ipn-cgsi/caud/triage"
 )
 
@@ -136,7 +135,7 @@ func New(ctx context.Context, h *natsjs.Handles, o Options) (*Worker, error) {
 
 // Health reports whether the stage is taking work: not while JetStream refuses its writes, with
 // JetStream's own reason (e.g. "insufficient resources").
-func (w *Worker) Health() []channels.Health {
+func (w *Worker) Health(context.Context) []channels.Health {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h := channels.Health{Name: "triage", OK: w.holders == 0, Detail: "taking work"}
@@ -159,7 +158,7 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) loop(ctx context.Context, n int) {
-	bo := newBackOff(100*time.Millisecond, 5*time.Second)
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for ctx.Err() == nil {
 		if !w.waitResumed(ctx) {
 			return
@@ -169,12 +168,11 @@ func (w *Worker) loop(ctx context.Context, n int) {
 			if ctx.Err() != nil {
 				return
 			}
-			d := bo.NextBackOff()
-			w.log.Warn("triage fetch failed", "loop", n, "err", err, "in", d)
-			sleep(ctx, d)
+			w.log.Warn("triage fetch failed", "loop", n, "err", err)
+			b.Wait(ctx)
 			continue
 		}
-		bo.Reset()
+		b.Reset()
 		if len(msgs) > 0 {
 			w.process(ctx, msgs)
 		}
@@ -199,6 +197,9 @@ type pending struct {
 
 // opTimeout bounds one JetStream round trip of the stage.
 const opTimeout = 5 * time.Second
+
+// maxAttachmentText bounds the attachment text the engine reads of one request.
+const maxAttachmentText = 32 << 10
 
 // process triages a batch: decide all, publish all triaged items pipelined, then the index entries,
 // then acknowledge the inputs. What JetStream refuses is kept in hand and retried (see hold); what
@@ -280,7 +281,7 @@ func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 // failPublish dead-letters an item whose publish failed for good (e.g. too large).
 func (w *Worker) failPublish(ctx context.Context) func(*pending, error) {
 	return func(p *pending, err error) {
-		w.fail(ctx, p.in, p, fmt.Errorf("%w: publish triaged: %v", errPermanent, err))
+		w.fail(ctx, p.in, p, fmt.Errorf("%w: publish triaged: %v", retry.ErrPermanent, err))
 		p.done = true
 	}
 }
@@ -340,7 +341,7 @@ func (w *Worker) hold(ctx context.Context, held []*pending, cause error, try fun
 	w.pause(cause, len(held))
 	n := len(held)
 	defer func() { w.unpause(n) }()
-	bo := newBackOff(50*time.Millisecond, w.o.RetryWait)
+	bo := retry.Policy{Initial: 50 * time.Millisecond, Max: w.o.RetryWait, Jitter: 0.5}.Start()
 	reported := time.Now()
 	for len(held) > 0 {
 		if ctx.Err() != nil {
@@ -351,7 +352,7 @@ func (w *Worker) hold(ctx context.Context, held []*pending, cause error, try fun
 			w.log.Warn("stopping with messages JetStream refused; handed back for redelivery", "messages", len(held), "reason", cause)
 			return false
 		}
-		sleep(ctx, bo.NextBackOff())
+		bo.Wait(ctx)
 		if time.Since(reported) > w.o.AckWait/3 {
 			for _, p := range held {
 				_ = p.in.InProgress()
@@ -442,9 +443,6 @@ func isPermanent(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeBadRequest
 }
 
-// errPermanent marks input that no retry can fix.
-var errPermanent = errors.New("cannot be processed")
-
 // followup gives a follow-up (a reply to an earlier request) the triage of the request it follows,
 // so it lands in the queue that request went to. It reports false when the request is no follow-up
 // or the earlier request's triage cannot be read (then the engine decides as for any request).
@@ -482,16 +480,16 @@ func (w *Worker) followup(req *channels.Request) (triage.Triage, bool) {
 func (w *Worker) prepare(ctx context.Context, m jetstream.Msg) (p *pending, err error) {
 	md, err := m.Metadata()
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", errPermanent, err)
+		return nil, fmt.Errorf("%w: metadata: %v", retry.ErrPermanent, err)
 	}
 	p = &pending{in: m, md: md, arrived: md.Timestamp}
 	var req channels.Request
 	if err := json.Unmarshal(m.Data(), &req); err != nil {
-		return p, fmt.Errorf("%w: decode request: %v", errPermanent, err)
+		return p, fmt.Errorf("%w: decode request: %v", retry.ErrPermanent, err)
 	}
 	p.id = req.ID
 	if err := req.Validate(); err != nil {
-		return p, fmt.Errorf("%w: %v", errPermanent, err)
+		return p, fmt.Errorf("%w: %v", retry.ErrPermanent, err)
 	}
 	if md.NumDelivered > 1 {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
@@ -510,7 +508,7 @@ func (w *Worker) prepare(ctx context.Context, m jetstream.Msg) (p *pending, err 
 	t, followed := w.followup(&req)
 	if !followed {
 		start := time.Now()
-		t = w.o.Decide(triage.Input{Subject: req.Subject, Text: req.Text, Channel: req.Channel})
+		t = w.o.Decide(triage.Input{Subject: req.Subject, Text: req.Text, Channel: req.Channel, Attachments: req.AttachmentText(maxAttachmentText)})
 		w.m.decide.Observe(time.Since(start).Seconds())
 	}
 	if !validOutcome(t.Outcome) {
@@ -519,7 +517,7 @@ func (w *Worker) prepare(ctx context.Context, m jetstream.Msg) (p *pending, err 
 	now := time.Now().UTC()
 	body, err := itemJSON(m.Data(), t, now)
 	if err != nil {
-		return p, fmt.Errorf("%w: encode item: %v", errPermanent, err)
+		return p, fmt.Errorf("%w: encode item: %v", retry.ErrPermanent, err)
 	}
 	out := nats.NewMsg(natsjs.SubjectTriagedPrefix + t.Outcome)
 	out.Data = body
@@ -565,7 +563,7 @@ func (w *Worker) fail(ctx context.Context, m jetstream.Msg, p *pending, cause er
 	if p != nil && p.md != nil {
 		deliveries = p.md.NumDelivered
 	}
-	if !errors.Is(cause, errPermanent) && deliveries < uint64(w.o.MaxDeliver) {
+	if !errors.Is(cause, retry.ErrPermanent) && deliveries < uint64(w.o.MaxDeliver) {
 		w.m.retries.Inc()
 		w.log.Warn("triage failed, will retry", "err", cause, "delivery", deliveries)
 		_ = m.NakWithDelay(time.Duration(deliveries) * time.Second)
@@ -614,18 +612,4 @@ func (w *Worker) deadLetter(ctx context.Context, p *pending, cause error) error 
 		return nil
 	})
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
-func newBackOff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval = initial, maxWait
-	b.Reset()
-	return b
 }
