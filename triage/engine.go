@@ -875,7 +875,7 @@ const (
 	uncontested         = 0.25
 	uncontestedDiscount = 0.6
 	// faultRatio multiplies NoCompetenteRatio for a text that reports a fault.
-	faultRatio = 1.6
+	faultRatio = 1.3
 )
 
 // shortReport is the number of content words up to which a falla also gets the area's questions.
