@@ -48,6 +48,10 @@ type clauseInfo struct {
 	report   bool // relays a received message ("me llegó un correo que dice ...")
 	bare     bool // its request signal is only a question or an ask verb
 	offer    int  // markers of a commercial offer ("somos una empresa", "precios especiales")
+	ref      bool // names an earlier request (folio, reporte, ticket)
+	stword   bool // asks where something stands ("¿en qué va?", "¿ya quedó?")
+	history  bool // tells what the requester did before ("reporté", "levanté un reporte")
+	nwords   int
 }
 
 // Word classes of the built-in Spanish knowledge, on folded words. A trailing '*' matches a prefix.
@@ -62,7 +66,7 @@ var (
 		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
 		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
 		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
-		lee detecta* jal* cargan autoriz* permit*`)
+		lee detecta* jal* cargan autoriz* permit* funca anda andan camina sale salen gener* grab* resuelv*`)
 	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
 	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
 		wifi luz video respuesta corriente`)
@@ -77,7 +81,9 @@ var (
 		"reinici*": 1.5, "apaga": 1.5, "atasc*": 2.5, "atora*": 2, "atorad*": 2, "parpade*": 2,
 		"incorrect*": 2, "invalid*": 2, "denegad*": 2.5, "forbidden": 3, "unavailable": 3, "timeout": 2.5,
 		"pantallazo": 2.5, "rechaz*": 2.5, "arrugad*": 2, "mancha*": 2, "fatal": 2.5, "pesim*": 2.5,
-		"horrible": 2, "inestable": 2.5, "parpadea": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
+		"horrible": 2, "inestable": 2.5, "parpadea": 2, "tildo": 2.5, "tilda": 2.5, "tildad*": 2.5, "fallid*": 2.5, "blanco": 1.5, "cargando": 1.5,
+		"corta": 2, "cortan": 2,
+		"colgad*": 2, "petado": 2.5, "peta": 2, "cuelga": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
 		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
 		"desaparec*": 2, "tarda": 1.5, "tardan": 1.5, "fuga": 1, "gotea": 1, "mal": 1, "raro": 1,
 		"403": 2, "404": 2, "500": 2, "502": 2, "503": 2,
@@ -92,8 +98,8 @@ var (
 		"alta": 2.5, "crear": 2.5, "creacion": 2.5, "cree": 2, "creen": 2, "nuevo": 2, "nueva": 2,
 		"nuevos": 2, "nuevas": 2, "instalar": 2.5, "instalacion": 2.5, "instalen": 2.5, "instalaran": 2.5,
 		"instalarme": 2.5, "instalarlo": 2.5, "instalarla": 2.5, "instalaciones": 2,
-		"configurar": 1.5, "configuracion": 1.5, "configuren": 1.5, "configurarme": 1.5, "reserv*": 3, "public*": 2.5,
-		"habilit*": 2.5, "asignar": 2.5, "asigne": 2.5, "asignen": 2.5, "asignacion": 2.5, "cambio": 2,
+		"configurar": 1.5, "configuracion": 1.5, "configuren": 1.5, "configurarme": 1.5, "reserv*": 3,
+		"habilit*": 2.5, "publicar": 2.5, "publiquen": 2.5, "publique": 2.5, "publicacion": 2.5, "publicarlo": 2.5, "publicarla": 2.5, "asignar": 2.5, "asigne": 2.5, "asignen": 2.5, "asignacion": 2.5, "cambio": 2,
 		"cambiar": 2, "cambien": 2, "cambiarme": 2, "cambiarlo": 2, "traslado": 2.5, "trasladar": 2.5,
 		"trasladen": 2.5, "mover": 2, "reubicar": 2, "reubicacion": 2,
 		"registrar": 1.5, "descargo": 2.5, "descargar": 2, "permiso*": 2, "licencia": 1, "apertura": 2.5,
@@ -330,7 +336,7 @@ func classify(ci *clauseInfo, ws []string) {
 		}
 		if v := newWords.get(w); v > 0 {
 			// "no ha cambiado", "ya lo reinstalé": a denial or a step already tried, not an ask.
-			if before(ws, i, 2, func(x string) bool { return x == "ya" || negators.has(x) }) {
+			if before(ws, i, 2, negators.has) || before(ws, i, 5, func(x string) bool { return x == "ya" || x == "habian" || x == "habia" }) {
 				continue
 			}
 			best(v, w, true)
@@ -363,7 +369,7 @@ func classify(ci *clauseInfo, ws []string) {
 				ci.status = true
 				best(3, ws[i-1]+" "+w+"?", true)
 			}
-			for j := max(0, i-4); j < len(ws) && j <= i+5; j++ {
+			for j := max(0, i-4); j < len(ws) && j <= i+5 && asksState(ci, ws); j++ {
 				if statusWords.has(ws[j]) && ws[j] != w {
 					ci.status = true
 					best(3, w+" "+ws[j], true)
@@ -373,6 +379,12 @@ func classify(ci *clauseInfo, ws []string) {
 		}
 	}
 	ci.offer = offerMarkers(ws)
+	ci.nwords = len(ws)
+	for _, w := range ws {
+		ci.ref = ci.ref || statusRefs.has(w)
+		ci.stword = ci.stword || statusWords.has(w)
+	}
+	ci.history = tellsHistory(ci.text)
 	if ci.serv == 0 {
 		ci.bare = true // only a question or an ask verb, no object of a request
 	}
@@ -462,6 +474,36 @@ func offerMarkers(ws []string) int {
 	return n
 }
 
+// asksState reports whether a clause asks (a question, or "quisiera saber", "me informen") rather
+// than states: "el reporte del Sistema de Seguimiento marca error" is no status question.
+func asksState(ci *clauseInfo, ws []string) bool {
+	if ci.question {
+		return true
+	}
+	for _, w := range ws {
+		switch w {
+		case "saber", "informar", "informen", "informe", "informacion", "indiquen", "indicar", "conocer",
+			"pregunta", "preguntando", "pregunto", "preguntar", "consulta", "consultar":
+			return true
+		}
+	}
+	return false
+}
+
+// historyVerbs are first-person past forms of reporting (with their accent: "reporte" is also a noun).
+var historyVerbs = []string{"reporté", "levanté", "solicité", "pedí", "envié", "mandé", "llamé", "hablé", "escribí", "reportamos", "solicitamos hace", "levantamos"}
+
+// tellsHistory reports whether a clause tells what the requester did earlier.
+func tellsHistory(text string) bool {
+	l := strings.ToLower(text)
+	for _, v := range historyVerbs {
+		if strings.Contains(l, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // isReport reports whether a clause relays a received message ("me llegó un correo que dice ...").
 func isReport(ws []string) bool {
 	noun, verb := false, false
@@ -474,7 +516,8 @@ func isReport(ws []string) bool {
 
 // weighClauses sets the weight of each clause from its role and from the roles of the others: a
 // context clause weighs less only when some other clause carries the ask.
-func weighClauses(cs []clauseInfo) {
+func weighClauses(cs clauseList) {
+	markStatus(cs)
 	anyMain, anyVerify := false, false
 	for _, c := range cs {
 		anyMain = anyMain || c.role == roleMain && !c.subject
@@ -507,6 +550,35 @@ func weighClauses(cs []clauseInfo) {
 		focusNext = c.focus && !c.subject
 		if c.focus && c.role != roleWorks {
 			c.weight = weightFocus
+		}
+	}
+	if cs.anyStatus() {
+		// What the requester did before is the history of the status question, not a new ask.
+		for k := range cs {
+			if c := &cs[k]; c.history && !c.status && c.role == roleMain {
+				c.weight = min(c.weight, weightContext)
+				c.falla /= 2
+			}
+		}
+	}
+}
+
+// markStatus finds status questions whose reference is in another clause.
+func markStatus(cs clauseList) {
+	// "¿En qué va?" after "me dieron el folio 1234": a status question whose reference is in
+	// another clause.
+	anyRef := false
+	for _, c := range cs {
+		anyRef = anyRef || c.ref && c.role != roleQuoted
+	}
+	for k := range cs {
+		c := &cs[k]
+		if !c.status && anyRef && c.question && c.stword && c.nwords <= 8 && c.role != roleQuoted {
+			c.status, c.role = true, roleMain
+			if c.serv < 3 {
+				c.serv, c.cue = 3, "pregunta por el estado"
+			}
+			c.falla = 0
 		}
 	}
 }
