@@ -539,7 +539,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	var cl struct{ Lease string }
 	_ = json.Unmarshal(body, &cl)
-	b.step("atencion-propia", chromedp.Navigate(base+"/atencion/"+cl.Lease), chromedp.WaitVisible(chromedp.ID("terminar")))
+	// The board lists it among the agent's open leases, so closing the tab never loses it.
+	b.step("mis-asignaciones",
+		navigateUntil(base+"/tablero", `!!document.querySelector('#mis-asignaciones a[href="/atencion/`+cl.Lease+`"]')`),
+		chromedp.Click(chromedp.CSS(`#mis-asignaciones a[href="/atencion/`+cl.Lease+`"]`)),
+		pathIs("/atencion/"+cl.Lease),
+		chromedp.WaitVisible(chromedp.ID("terminar")),
+	)
 	if code, body := call(t, "POST", base+"/api/v1/leases/"+cl.Lease+"/release", `{}`); code != http.StatusOK {
 		t.Fatalf("release: %d %s", code, body)
 	}
