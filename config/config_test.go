@@ -167,6 +167,7 @@ func TestEnvForKeysNotInFile(t *testing.T) {
 	t.Setenv("CAU_NATS_EMBEDDED_LISTEN", "127.0.0.1:14222")
 	t.Setenv("CAU_HTTP_MAX_BODY_BYTES", "2MB")
 	t.Setenv("CAU_TRIAGE_ACK_WAIT", "45s")
+	t.Setenv("CAU_TRIAGE_MODEL", "/var/lib/caud/modelo.json")
 	t.Setenv("CAU_MEMO_ENABLED", "false")
 	t.Setenv("CAU_ROLES", "triage, queues")
 	t.Setenv("CAU_DATA_DIR", "/var/lib/caud")
@@ -183,8 +184,8 @@ func TestEnvForKeysNotInFile(t *testing.T) {
 	if c.HTTP.MaxBodyBytes != 2<<20 {
 		t.Errorf("max_body_bytes = %d", c.HTTP.MaxBodyBytes)
 	}
-	if c.Triage.AckWait != 45*time.Second || c.Memo.Enabled {
-		t.Errorf("ack_wait %s memo.enabled %v", c.Triage.AckWait, c.Memo.Enabled)
+	if c.Triage.AckWait != 45*time.Second || c.Memo.Enabled || c.Triage.Model != "/var/lib/caud/modelo.json" {
+		t.Errorf("ack_wait %s memo.enabled %v model %q", c.Triage.AckWait, c.Memo.Enabled, c.Triage.Model)
 	}
 	if !reflect.DeepEqual(c.Roles, []string{"triage", "queues"}) {
 		t.Errorf("roles = %q", c.Roles)

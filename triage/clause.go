@@ -48,6 +48,10 @@ type clauseInfo struct {
 	report   bool // relays a received message ("me llegó un correo que dice ...")
 	bare     bool // its request signal is only a question or an ask verb
 	offer    int  // markers of a commercial offer ("somos una empresa", "precios especiales")
+	ref      bool // names an earlier request (folio, reporte, ticket)
+	stword   bool // asks where something stands ("¿en qué va?", "¿ya quedó?")
+	history  bool // tells what the requester did before ("reporté", "levanté un reporte")
+	nwords   int
 }
 
 // Word classes of the built-in Spanish knowledge, on folded words. A trailing '*' matches a prefix.
@@ -363,7 +367,7 @@ func classify(ci *clauseInfo, ws []string) {
 				ci.status = true
 				best(3, ws[i-1]+" "+w+"?", true)
 			}
-			for j := max(0, i-4); j < len(ws) && j <= i+5; j++ {
+			for j := max(0, i-4); j < len(ws) && j <= i+5 && asksState(ci, ws); j++ {
 				if statusWords.has(ws[j]) && ws[j] != w {
 					ci.status = true
 					best(3, w+" "+ws[j], true)
@@ -373,6 +377,12 @@ func classify(ci *clauseInfo, ws []string) {
 		}
 	}
 	ci.offer = offerMarkers(ws)
+	ci.nwords = len(ws)
+	for _, w := range ws {
+		ci.ref = ci.ref || statusRefs.has(w)
+		ci.stword = ci.stword || statusWords.has(w)
+	}
+	ci.history = tellsHistory(ci.text)
 	if ci.serv == 0 {
 		ci.bare = true // only a question or an ask verb, no object of a request
 	}
@@ -462,6 +472,35 @@ func offerMarkers(ws []string) int {
 	return n
 }
 
+// asksState reports whether a clause asks (a question, or "quisiera saber", "me informen") rather
+// than states: "el reporte del Sistema de Seguimiento marca error" is no status question.
+func asksState(ci *clauseInfo, ws []string) bool {
+	if ci.question {
+		return true
+	}
+	for _, w := range ws {
+		switch w {
+		case "saber", "informar", "informen", "informe", "informacion", "indiquen", "indicar", "conocer":
+			return true
+		}
+	}
+	return false
+}
+
+// historyVerbs are first-person past forms of reporting (with their accent: "reporte" is also a noun).
+var historyVerbs = []string{"reporté", "levanté", "solicité", "pedí", "envié", "mandé", "llamé", "hablé", "escribí", "reportamos", "solicitamos hace", "levantamos"}
+
+// tellsHistory reports whether a clause tells what the requester did earlier.
+func tellsHistory(text string) bool {
+	l := strings.ToLower(text)
+	for _, v := range historyVerbs {
+		if strings.Contains(l, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // isReport reports whether a clause relays a received message ("me llegó un correo que dice ...").
 func isReport(ws []string) bool {
 	noun, verb := false, false
@@ -474,7 +513,8 @@ func isReport(ws []string) bool {
 
 // weighClauses sets the weight of each clause from its role and from the roles of the others: a
 // context clause weighs less only when some other clause carries the ask.
-func weighClauses(cs []clauseInfo) {
+func weighClauses(cs clauseList) {
+	markStatus(cs)
 	anyMain, anyVerify := false, false
 	for _, c := range cs {
 		anyMain = anyMain || c.role == roleMain && !c.subject
@@ -507,6 +547,35 @@ func weighClauses(cs []clauseInfo) {
 		focusNext = c.focus && !c.subject
 		if c.focus && c.role != roleWorks {
 			c.weight = weightFocus
+		}
+	}
+	if cs.anyStatus() {
+		// What the requester did before is the history of the status question, not a new ask.
+		for k := range cs {
+			if c := &cs[k]; c.history && !c.status && c.role == roleMain {
+				c.weight = min(c.weight, weightContext)
+				c.falla /= 2
+			}
+		}
+	}
+}
+
+// markStatus finds status questions whose reference is in another clause.
+func markStatus(cs clauseList) {
+	// "¿En qué va?" after "me dieron el folio 1234": a status question whose reference is in
+	// another clause.
+	anyRef := false
+	for _, c := range cs {
+		anyRef = anyRef || c.ref && c.role != roleQuoted
+	}
+	for k := range cs {
+		c := &cs[k]
+		if !c.status && anyRef && c.question && c.stword && c.nwords <= 8 && c.role != roleQuoted {
+			c.status, c.role = true, roleMain
+			if c.serv < 3 {
+				c.serv, c.cue = 3, "pregunta por el estado"
+			}
+			c.falla = 0
 		}
 	}
 }

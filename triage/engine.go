@@ -264,7 +264,7 @@ type scratch struct {
 	ids         []int32
 	zone        []float32
 	cl          []int16 // clause of each token
-	clauses     []clauseInfo
+	clauses     clauseList
 	clauseWords [][]string
 	parts       []string
 	words       []string
@@ -577,6 +577,18 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 	return t, s.raw
 }
 
+// clauseList is the clauses of one request.
+type clauseList []clauseInfo
+
+func (cs clauseList) anyStatus() bool {
+	for _, c := range cs {
+		if c.status && c.role != roleQuoted {
+			return true
+		}
+	}
+	return false
+}
+
 // termClause is the clause of a term's strongest occurrence.
 type termClause struct {
 	cl int16
@@ -643,9 +655,17 @@ func (e *Engine) readClauses(s *scratch) {
 		s.hits[e.verifyDoc] = append(s.hits[e.verifyDoc], hit{term: -1, weight: b, text: "pregunta si un mensaje es auténtico", clause: int16(s.bsCue)})
 	}
 	if s.status {
+		// The status of an earlier request is informativo whatever that request was about: it
+		// outscores what the history mentions.
+		top := 0.0
+		for di, d := range e.docs {
+			if d.kind != docInformativo {
+				top = max(top, s.scores[di])
+			}
+		}
 		for di, d := range e.docs {
 			if d.kind == docInformativo {
-				b := statusBonus * e.th.MinScore
+				b := max(statusBonus*e.th.MinScore, 1.1*top-s.scores[di])
 				s.scores[di] += b
 				s.hits[di] = append(s.hits[di], hit{term: -1, weight: b, text: "pregunta por el estado de una solicitud", clause: int16(s.bsCue)})
 			}
@@ -875,7 +895,7 @@ const (
 	uncontested         = 0.25
 	uncontestedDiscount = 0.6
 	// faultRatio multiplies NoCompetenteRatio for a text that reports a fault.
-	faultRatio = 1.6
+	faultRatio = 1.3
 )
 
 // shortReport is the number of content words up to which a falla also gets the area's questions.

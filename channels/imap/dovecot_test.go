@@ -165,6 +165,7 @@ func TestDovecotIntegration(t *testing.T) {
 			t.Errorf("Procesados has %d, want %d", n, len(edges))
 		}
 	})
+	t.Run("lenient", func(t *testing.T) { checkLenientThroughMailbox(t, dc.Addr, "lenient@ipn.mx") })
 	t.Run("mail", func(t *testing.T) {
 		env := startNATS(t)
 		c := dialDovecot(t, dc.Addr, "cau@ipn.mx")

@@ -46,6 +46,11 @@ func New(o Options) (*Mailbox, error) {
 	}
 	mb.setHealth(false, "starting")
 	mb.m.connected.WithLabelValues(o.Name).Set(0)
+	// Every series the alert rules read exists from the start (0: never synced, none quarantined).
+	mb.m.lastSync.WithLabelValues(o.Name)
+	for _, r := range []string{ReasonTooLarge, ReasonUnparseable, ReasonEmpty, ReasonRejected} {
+		mb.m.quarantined.WithLabelValues(o.Name, r)
+	}
 	return mb, nil
 }
 

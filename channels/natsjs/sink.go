@@ -31,7 +31,9 @@ const (
 
 // SinkOptions configures a Sink. Zero values are documented defaults.
 type SinkOptions struct {
-	// AttemptTimeout bounds one publish attempt; 0 means 5 s. Publish retries until its ctx ends.
+	// AttemptTimeout bounds one publish attempt; 0 means 2 s (an ack lost while a stream leader
+	// changes is retried soon: the Nats-Msg-Id makes the retry safe). Publish retries until its ctx
+	// ends.
 	AttemptTimeout time.Duration
 	// MaxBackoff caps the wait between attempts; 0 means 5 s.
 	MaxBackoff time.Duration
@@ -59,7 +61,7 @@ func (s *Sink) Metrics() *SinkMetrics { return s.m }
 // NewSink returns a Sink over the topology h.
 func NewSink(h *Handles, o SinkOptions) *Sink {
 	if o.AttemptTimeout == 0 {
-		o.AttemptTimeout = 5 * time.Second
+		o.AttemptTimeout = 2 * time.Second
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 5 * time.Second
@@ -119,7 +121,9 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 		if typ == "" {
 			typ = "application/octet-stream"
 		}
-		obj, err := publishRetry(ctx, s, func(actx context.Context) (*channels.Object, error) {
+		// Writing an original moves its bytes (up to tens of MiB): each attempt gets 5 s plus 1 s per MiB.
+		archiveTimeout := max(s.opts.AttemptTimeout, 5*time.Second) + time.Duration(len(sub.Original)>>20)*time.Second
+		obj, err := publishRetry(ctx, s, archiveTimeout, func(actx context.Context) (*channels.Object, error) {
 			return s.Archive(actx, sub.Subject, typ, bytes.NewReader(sub.Original))
 		})
 		if err != nil {
@@ -135,7 +139,7 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 	msg.Data = body
 	SetCloudEvent(msg.Header, req.ID, sub.Source, TypeRequest, req.ReceivedAt)
 	msg.Header.Set(jetstream.MsgIDHeader, sub.MsgID)
-	ack, err := publishRetry(ctx, s, func(actx context.Context) (*jetstream.PubAck, error) {
+	ack, err := publishRetry(ctx, s, s.opts.AttemptTimeout, func(actx context.Context) (*jetstream.PubAck, error) {
 		return s.h.JS.PublishMsg(actx, msg)
 	})
 	if err != nil {
@@ -249,9 +253,9 @@ func (s *Sink) putSmall(ctx context.Context, name, contentType string, sum, data
 }
 
 // publishRetry runs fn with a per-attempt timeout until it succeeds, fails permanently, or ctx ends.
-func publishRetry[T any](ctx context.Context, s *Sink, fn func(context.Context) (T, error)) (T, error) {
+func publishRetry[T any](ctx context.Context, s *Sink, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
 	v, err := retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: s.opts.MaxBackoff}, func(ctx context.Context) (T, error) {
-		actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		v, err := fn(actx)
 		if err != nil && isPermanent(err) {

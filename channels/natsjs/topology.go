@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Names of the JetStream topology. They are a contract: ops and other services use them.
@@ -47,7 +48,7 @@ type Topology struct {
 	// LeaseRetention is how long lease records stay in cau_leases; 0 means 24 h.
 	LeaseRetention time.Duration
 
-	// AttemptTimeout bounds one JetStream API call of the set-up; 0 means 10 s.
+	// AttemptTimeout bounds one JetStream API call of the set-up; 0 means 5 s.
 	AttemptTimeout time.Duration
 	// MaxBackoff caps the wait between attempts (exponential from 250 ms, with jitter); 0 means 5 s.
 	MaxBackoff time.Duration
@@ -72,7 +73,7 @@ func (t Topology) withDefaults() Topology {
 		t.LeaseRetention = 24 * time.Hour
 	}
 	if t.AttemptTimeout == 0 {
-		t.AttemptTimeout = 10 * time.Second
+		t.AttemptTimeout = 5 * time.Second
 	}
 	if t.MaxBackoff == 0 {
 		t.MaxBackoff = 5 * time.Second
@@ -188,34 +189,27 @@ func (t Topology) kv(bucket, desc string, ttl time.Duration) jetstream.KeyValueC
 // ErrTopology wraps set-up errors that retrying cannot fix (an invalid configuration).
 var ErrTopology = errors.New("jetstream topology")
 
-// retry runs attempt until it succeeds, ctx ends, or it fails for good.
+// retry runs attempt until it succeeds, ctx ends, or it fails for good (channels/retry, with
+// jitter so that replicas started together spread their attempts).
 func (t Topology) retry(ctx context.Context, asset string, attempt func(context.Context) error) error {
-	wait := 250 * time.Millisecond
-	for n := 1; ; n++ {
+	_, err := retry.Do(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: t.MaxBackoff, Jitter: 0.5}, func(ctx context.Context) (struct{}, error) {
 		actx, cancel := context.WithTimeout(ctx, t.AttemptTimeout)
+		defer cancel()
 		err := attempt(actx)
-		cancel()
-		if err == nil {
-			return nil
+		if err != nil && permanent(err) {
+			return struct{}{}, fmt.Errorf("%w: %w: %w", ErrTopology, retry.ErrPermanent, err)
 		}
-		if permanent(err) {
-			return fmt.Errorf("%w: ensure %s: %w", ErrTopology, asset, err)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("ensure %s: %w (last error: %v)", asset, ctx.Err(), err)
-		}
-		d := wait/2 + rand.N(wait/2+1)
-		t.Logger.Warn("jetstream set-up not possible yet; retrying", "asset", asset, "attempt", n, "err", err, "in", d.Round(time.Millisecond))
+		return struct{}{}, err
+	}, func(n int, err error, wait time.Duration) {
+		t.Logger.Warn("jetstream set-up not possible yet; retrying", "asset", asset, "attempt", n, "err", err, "in", wait.Round(time.Millisecond))
 		if t.OnWait != nil {
 			t.OnWait(asset, err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("ensure %s: %w (last error: %v)", asset, ctx.Err(), err)
-		case <-time.After(d):
-		}
-		wait = min(wait*2, t.MaxBackoff)
+	})
+	if err != nil {
+		return fmt.Errorf("ensure %s: %w", asset, err)
 	}
+	return nil
 }
 
 // permanent reports errors that no retry can fix.

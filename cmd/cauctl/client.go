@@ -34,6 +34,9 @@ type Client struct {
 	Token string
 	// HTTP is the client used for every call; nil means http.DefaultClient.
 	HTTP *http.Client
+	// Agent, when not empty, is sent as who acts on done, release, extend and reroute (the audit
+	// trail records it; without it the server names the agent who claimed).
+	Agent string
 }
 
 // APIError is an error answer of the server: any status other than the ones a call expects. Message
@@ -172,6 +175,7 @@ type Reroute struct {
 	Kind    string `json:"kind,omitempty"`
 	Target  string `json:"target,omitempty"`
 	Note    string `json:"note,omitempty"`
+	Agent   string `json:"agent,omitempty"`
 }
 
 // LeaseResult is the answer of the lease calls: State for done and release, ExpiresAt for extend,
@@ -242,20 +246,24 @@ func (c *Client) Done(ctx context.Context, lease, folio, noFolio string) (*Lease
 	body := struct {
 		Folio         string `json:"folio,omitempty"`
 		NoFolioReason string `json:"no_folio_reason,omitempty"`
-	}{folio, noFolio}
+		Agent         string `json:"agent,omitempty"`
+	}{folio, noFolio, c.Agent}
 	return c.lease(ctx, lease, "done", body)
 }
 
 // Release gives a lease back; the item returns to its queue.
 func (c *Client) Release(ctx context.Context, lease string) (*LeaseResult, error) {
-	return c.lease(ctx, lease, "release", struct{}{})
+	return c.lease(ctx, lease, "release", struct {
+		Agent string `json:"agent,omitempty"`
+	}{c.Agent})
 }
 
 // Extend keeps a lease for d more (zero: the server's default).
 func (c *Client) Extend(ctx context.Context, lease string, d time.Duration) (*LeaseResult, error) {
 	body := struct {
 		Duration string `json:"duration,omitempty"`
-	}{}
+		Agent    string `json:"agent,omitempty"`
+	}{Agent: c.Agent}
 	if d > 0 {
 		body.Duration = d.String()
 	}
@@ -264,6 +272,9 @@ func (c *Client) Extend(ctx context.Context, lease string, d time.Duration) (*Le
 
 // Reroute replaces the triage of a leased item and moves it to the queue of the new outcome.
 func (c *Client) Reroute(ctx context.Context, lease string, r Reroute) (*LeaseResult, error) {
+	if r.Agent == "" {
+		r.Agent = c.Agent
+	}
 	return c.lease(ctx, lease, "reroute", r)
 }
 

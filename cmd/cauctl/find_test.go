@@ -79,3 +79,35 @@ func TestFindNothing(t *testing.T) {
 	wantCode(t, code, exitOK, out, errOut)
 	wantContains(t, "stdout", out, "Ninguna solicitud coincide")
 }
+
+// TestLeaseActionsNameTheAgent: --agent (or CAU_AGENT) is sent with done, release, extend and
+// reroute, so the history says who acted.
+func TestLeaseActionsNameTheAgent(t *testing.T) {
+	ok := reply(200, `{"state":"done","queue":"informativo","expires_at":"2025-10-14T16:25:00Z"}`)
+	f := newFake(t, map[string]http.HandlerFunc{
+		"POST /api/v1/leases/L1/done": ok, "POST /api/v1/leases/L1/release": ok,
+		"POST /api/v1/leases/L1/extend": ok, "POST /api/v1/leases/L1/reroute": ok,
+	})
+	for _, args := range [][]string{
+		{"done", "L1", "--folio", "SAI-1", "--agent", "ana"},
+		{"release", "L1", "--agent", "ana"},
+		{"extend", "L1", "--agent", "ana"},
+		{"reroute", "L1", "--outcome", "informativo", "--agent", "ana"},
+	} {
+		code, out, errOut := f.run(args...)
+		wantCode(t, code, exitOK, out, errOut)
+	}
+	code, out, errOut := f.runEnv(map[string]string{"CAU_TOKEN": testToken, "CAU_AGENT": "beto"}, "", "release", "L1")
+	wantCode(t, code, exitOK, out, errOut)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, c := range f.calls {
+		want := "ana"
+		if i == 4 {
+			want = "beto"
+		}
+		if c.Body["agent"] != want {
+			t.Errorf("%s %s: agent %v, want %s", c.Method, c.Path, c.Body["agent"], want)
+		}
+	}
+}

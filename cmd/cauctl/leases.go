@@ -58,12 +58,14 @@ func (a *app) cmdClaim(args []string) int {
 // one (only outside the sai queue, or with --sin-folio and the reason) needs no folio.
 func (a *app) cmdDone(args []string) int {
 	fs := a.flags("done", "ASIGNACIÓN (--folio FOLIO | --sin-folio MOTIVO)")
+	agent := a.agentFlag(fs)
 	folio := fs.String("folio", "", "folio del SAI, p. ej. SAI-2025-001234 (obligatorio en la cola sai)")
 	noFolio := fs.String("sin-folio", "", "por qué un elemento de la cola sai no tiene folio, p. ej. «duplicado de SAI-2025-001200»")
 	lease, c, code, ok := a.leaseArgs(fs, args)
 	if !ok {
 		return code
 	}
+	c.Agent = strings.TrimSpace(*agent)
 	if strings.TrimSpace(*folio) != "" && strings.TrimSpace(*noFolio) != "" {
 		return a.usageErr("done: use --folio o --sin-folio, no ambos")
 	}
@@ -88,10 +90,12 @@ func (a *app) cmdDone(args []string) int {
 // cmdRelease gives a leased item back to its queue.
 func (a *app) cmdRelease(args []string) int {
 	fs := a.flags("release", "ASIGNACIÓN")
+	agent := a.agentFlag(fs)
 	lease, c, code, ok := a.leaseArgs(fs, args)
 	if !ok {
 		return code
 	}
+	c.Agent = strings.TrimSpace(*agent)
 	ctx, cancel := a.ctx()
 	defer cancel()
 	r, err := c.Release(ctx, lease)
@@ -109,11 +113,13 @@ func (a *app) cmdRelease(args []string) int {
 // cmdExtend keeps a leased item longer; without --for the server applies its default.
 func (a *app) cmdExtend(args []string) int {
 	fs := a.flags("extend", "ASIGNACIÓN [--for 15m]")
+	agent := a.agentFlag(fs)
 	d := fs.Duration("for", 0, "cuánto tiempo más, p. ej. 15m (predeterminado: el del servidor)")
 	lease, c, code, ok := a.leaseArgs(fs, args)
 	if !ok {
 		return code
 	}
+	c.Agent = strings.TrimSpace(*agent)
 	if *d < 0 {
 		return a.usageErr("extend: --for debe ser positivo")
 	}
@@ -134,6 +140,7 @@ func (a *app) cmdExtend(args []string) int {
 // cmdReroute corrects the triage of a leased item; the server moves it to the queue of the outcome.
 func (a *app) cmdReroute(args []string) int {
 	fs := a.flags("reroute", "ASIGNACIÓN --outcome RESULTADO [--service ID] [--kind TIPO] [--target DESTINO] [--note NOTA]")
+	agent := a.agentFlag(fs)
 	var r Reroute
 	fs.StringVar(&r.Outcome, "outcome", "", "resultado: "+strings.Join(outcomes, ", "))
 	fs.StringVar(&r.Service, "service", "", "id del servicio SAI (obligatorio para sai)")
@@ -144,6 +151,7 @@ func (a *app) cmdReroute(args []string) int {
 	if !ok {
 		return code
 	}
+	c.Agent = strings.TrimSpace(*agent)
 	switch {
 	case r.Outcome == "":
 		return a.usageErr("reroute: falta --outcome (%s)", strings.Join(outcomes, ", "))
@@ -190,6 +198,11 @@ func (a *app) leaseArgs(fs *flag.FlagSet, args []string) (string, *Client, int, 
 		return "", nil, code, false
 	}
 	return lease, c, 0, true
+}
+
+// agentFlag adds --agent to a lease command: who acts, for the audit trail (default CAU_AGENT).
+func (a *app) agentFlag(fs *flag.FlagSet) *string {
+	return fs.String("agent", a.getenv("CAU_AGENT"), "nombre de quien actúa, para el historial (variable CAU_AGENT)")
 }
 
 // leaseFail is fail for the lease commands: a 410 says the lease expired and what to do now.

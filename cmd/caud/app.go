@@ -158,7 +158,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	a.nc = nc
 	a.mu.Unlock()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// A pipelined publish whose ack was lost (a stream leader went away) fails after 5 s instead of
+	// holding Stop forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -170,6 +172,12 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+
+	var maxStore int64
+	if cfg.NATS.IsEmbedded() {
+		maxStore = cfg.NATS.Embedded.MaxStore
+	}
+	a.reg.MustRegister(natsjs.NewStoreCollector(js, maxStore))
 
 	a.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_catalog_reload_errors_total", Help: "Catalog files refused on reload (the previous catalog stays in force)."})
 	a.reg.MustRegister(a.reloads)

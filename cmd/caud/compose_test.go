@@ -90,18 +90,14 @@ func TestComposeFileIsConsistent(t *testing.T) {
 // account with JetStream, no anonymous client, credentials on every route.
 func TestComposeNATSRequiresCredentials(t *testing.T) {
 	root := filepath.Join("..", "..")
-	b, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var doc struct {
-		Services map[string]struct {
-			Environment map[string]string
-			Command     []string
-			Volumes     []string
-		}
+		Services map[string]struct{ Environment map[string]string }
 	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	b, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err == nil {
+		err = yaml.Unmarshal(b, &doc)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	interp := regexp.MustCompile(`\$\{([A-Z_]+)[^}]*\}`)

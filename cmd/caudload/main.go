@@ -1,8 +1,11 @@
 // Command caudload is a load generator for caud's desk intake: it submits N phone / in-person requests
 // with C concurrent clients to a running caud (loopback only), reports intake throughput and latency,
-// and with --wait the time until every request sits triaged in a queue.
+// and with --wait the time until every request sits triaged in a queue. The target may run any
+// roles: intake alone is enough without --wait; with --wait, --queues names a replica with the
+// queues role when the target has none.
 //
 //	caudload --server http://127.0.0.1:8080 --n 20000 --c 32 --wait
+//	caudload --server http://127.0.0.1:8081 --queues http://127.0.0.1:8082 --wait   # intake-only target
 package main
 
 import (
@@ -43,19 +46,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c := fs.Int("c", 16, "concurrent clients")
 	wait := fs.Bool("wait", false, "wait until every request is triaged and report the end-to-end time")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	queues := fs.String("queues", "", "with --wait: base URL of a caud with the queues role (default: --server)")
 	token := fs.String("token", os.Getenv("CAU_TOKEN"), "API bearer token")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := loadtest.LoopbackURL(*server); err != nil {
-		fmt.Fprintln(stderr, "caudload:", err)
-		return 2
+	if *queues == "" {
+		*queues = *server
+	}
+	for _, u := range []string{*server, *queues} {
+		if err := loadtest.LoopbackURL(u); err != nil {
+			fmt.Fprintln(stderr, "caudload:", err)
+			return 2
+		}
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *c * 2}}
-	base, err := queued(client, *server, *token)
-	if err != nil {
-		fmt.Fprintln(stderr, "caudload:", err)
-		return 1
+	var base int64
+	if *wait {
+		var err error
+		if base, err = queued(client, *queues, *token); err != nil {
+			fmt.Fprintln(stderr, "caudload:", err)
+			return 1
+		}
 	}
 	lat := make([]time.Duration, *n)
 	var next, failed atomic.Int64
@@ -106,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	for {
-		q, err := queued(client, *server, *token)
+		q, err := queued(client, *queues, *token)
 		if err == nil && q-base >= int64(len(ok)) {
 			e2e := time.Since(start)
 			fmt.Fprintf(stdout, "triaged: all %d in queues %s after the first submit: %.0f req/s end to end\n", len(ok), e2e.Round(time.Millisecond), float64(len(ok))/e2e.Seconds())
@@ -131,6 +143,9 @@ func queued(client *http.Client, server, token string) (int64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return 0, fmt.Errorf("%s serves no queues (intake role only?): give --queues the URL of a caud with the queues role", server)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("GET /api/v1/queues: %s", resp.Status)
 	}

@@ -39,7 +39,7 @@ func main() { os.Exit(run()) }
 
 // unsafeHTML matches what the sanitizer must never leave: active elements, event handlers,
 // javascript: URLs, and sources that load from elsewhere.
-var unsafeHTML = regexp.MustCompile(`(?i)<\s*(script|iframe|object|embed|form|base|meta|link|style|svg|math|video|audio)\b|\son[a-z]+\s*=|javascript:|\ssrcset\s*=|\ssrc\s*=\s*"?(https?:)?//|url\(`)
+var unsafeHTML = regexp.MustCompile(`(?i)<\s*(script|iframe|object|embed|form|base|meta|link|style|svg|math|video|audio)\b|<[^>]*(\son[a-z]+\s*=|javascript:|\ssrcset\s*=|\ssrc\s*=\s*"?(https?:)?//|\sstyle\s*=)`)
 
 type finding struct {
 	file string

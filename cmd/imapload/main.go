@@ -7,30 +7,35 @@
 // (add --adapter to still run the adapter in-process against that NATS).
 //
 //	imapload --imap 127.0.0.1:11143 --user load@ipn.mx --pass secret --n 5000 --mode bulk
-//	imapload --imap 127.0.0.1:11143 --user lat@ipn.mx --pass secret --n 500 --mode idle --rate 50
+//	imapload --imap 127.0.0.1:11143 --user lat@ipn.mx --pass secret --n 60 --mode idle --rate 1
+//	imapload --imap 127.0.0.1:11143 --pass secret --mode compare --mail-root /srv/mail --mail-owner vmail: --n 5000
+//
+// idle mode reports, per APPEND, when caud's own connection and a bare IDLE client each read the
+// server's EXISTS, and when the triaged item reached CAU_TRIAGED (the triage worker runs in-process
+// without --nats): caud's share is its EXISTS → triaged. compare mode times caud against mbsync
+// (Debian isync) on the same server in interleaved rounds. Attachment reading is on, as in caud,
+// unless --attachments=false.
 package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/imap"
+	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/cmd/internal/loadtest"
 )
@@ -41,6 +46,11 @@ type config struct {
 	imapAddr, user, pass, folder, mode, natsURL, storeDir, maildir string
 	n, size, rate                                                  int
 	adapter, fill                                                  bool
+	// attachments turns attachment reading on (memo.Reader), as caud runs by default.
+	attachments bool
+	// mbsync, mailRoot, rounds: compare mode (see compare.go).
+	mbsync, mailRoot, mailOwner string
+	rounds                      int
 }
 
 func run() int {
@@ -49,7 +59,7 @@ func run() int {
 	flag.StringVar(&c.user, "user", "load@ipn.mx", "IMAP user (also the mailbox address)")
 	flag.StringVar(&c.pass, "pass", "secret", "IMAP password")
 	flag.StringVar(&c.folder, "folder", "INBOX", "folder to fill and ingest")
-	flag.StringVar(&c.mode, "mode", "bulk", "bulk: fill N then time the ingestion; idle: APPEND one by one and measure latency")
+	flag.StringVar(&c.mode, "mode", "bulk", "bulk: fill N then time the ingestion; idle: APPEND one by one and measure latency; compare: caud against mbsync on the same server")
 	flag.IntVar(&c.n, "n", 5000, "number of messages")
 	flag.IntVar(&c.size, "size", 14<<10, "approximate size of each message in bytes")
 	flag.IntVar(&c.rate, "rate", 50, "idle mode: APPENDs per second")
@@ -58,6 +68,11 @@ func run() int {
 	flag.StringVar(&c.storeDir, "store", "", "embedded JetStream store dir (default a temporary dir)")
 	flag.StringVar(&c.maildir, "maildir", "", "bulk mode: fill by writing files into this Maildir (e.g. …/mail/load) instead of APPEND")
 	flag.BoolVar(&c.fill, "fill", true, "bulk mode: fill the mailbox first")
+	flag.BoolVar(&c.attachments, "attachments", true, "read PDF and image attachments (pdftotext, tesseract) as caud does by default")
+	flag.StringVar(&c.mbsync, "mbsync", "mbsync", "compare mode: the mbsync binary (Debian isync)")
+	flag.StringVar(&c.mailRoot, "mail-root", "", "compare mode: the Dovecot mail root holding one Maildir per user (mail_location maildir:<root>/%n)")
+	flag.StringVar(&c.mailOwner, "mail-owner", "", "compare mode: user:group the Maildir files must belong to (Dovecot's mail_uid)")
+	flag.IntVar(&c.rounds, "rounds", 3, "compare mode: interleaved rounds of caud and mbsync")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the adapter too, in-process) to the file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -89,6 +104,8 @@ func run() int {
 
 func load(ctx context.Context, c config, log *slog.Logger) error {
 	var h *natsjs.Handles
+	var nc *nats.Conn
+	inProcess := c.natsURL == ""
 	if c.natsURL == "" {
 		dir := c.storeDir
 		if dir == "" {
@@ -104,7 +121,7 @@ func load(ctx context.Context, c config, log *slog.Logger) error {
 			return err
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		nc, err := natsjs.Connect(ctx, natsjs.ConnectOptions{Server: ns}, nil)
+		nc, err = natsjs.Connect(ctx, natsjs.ConnectOptions{Server: ns}, nil)
 		if err != nil {
 			return err
 		}
@@ -115,7 +132,8 @@ func load(ctx context.Context, c config, log *slog.Logger) error {
 		}
 		c.adapter = true
 	} else {
-		nc, err := natsjs.Connect(ctx, natsjs.ConnectOptions{URLs: strings.Split(c.natsURL, ",")}, nil)
+		var err error
+		nc, err = natsjs.Connect(ctx, natsjs.ConnectOptions{URLs: strings.Split(c.natsURL, ",")}, nil)
 		if err != nil {
 			return err
 		}
@@ -138,14 +156,16 @@ func load(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	startAdapter := func() (stop func(), err error) {
+	startAdapter := func(dial func(context.Context, string, string) (net.Conn, error)) (stop func(), err error) {
 		if !c.adapter {
 			return func() {}, nil
 		}
-		mb, err := imap.New(imap.Options{
-			Name: "load", Address: c.user, Host: c.imapAddr, TLS: imap.TLSInsecure, Username: c.user, Password: c.pass,
-			Folder: c.folder, State: h.State, Requests: h.Requests, JS: h.JS, Logger: log,
-		})
+		o, err := adapterOptions(ctx, c, h, log, c.user, "load")
+		if err != nil {
+			return nil, err
+		}
+		o.Dial = dial
+		mb, err := imap.New(o)
 		if err != nil {
 			return nil, err
 		}
@@ -169,7 +189,7 @@ func load(ctx context.Context, c config, log *slog.Logger) error {
 			fmt.Printf("filled %d messages of ~%d bytes in %v\n", c.n, c.size, time.Since(t0).Round(time.Millisecond))
 		}
 		t0 := time.Now()
-		stop, err := startAdapter()
+		stop, err := startAdapter(nil)
 		if err != nil {
 			return err
 		}
@@ -191,9 +211,31 @@ func load(ctx context.Context, c config, log *slog.Logger) error {
 			}
 		}
 	case "idle":
-		return idle(ctx, c, h, cl, runID, startAdapter)
+		return idle(ctx, c, h, nc, cl, runID, startAdapter, inProcess)
+	case "compare":
+		return compare(ctx, c, h, log)
 	}
 	return fmt.Errorf("unknown --mode %q", c.mode)
+}
+
+// adapterOptions are the IMAP adapter's options for user, as caud sets them (attachment reading
+// on unless --attachments=false).
+func adapterOptions(ctx context.Context, c config, h *natsjs.Handles, log *slog.Logger, user, name string) (imap.Options, error) {
+	o := imap.Options{
+		Name: name, Address: user, Host: c.imapAddr, TLS: imap.TLSInsecure, Username: user, Password: c.pass,
+		Folder: c.folder, State: h.State, Requests: h.Requests, JS: h.JS, Logger: log,
+	}
+	if c.attachments {
+		r, err := memo.NewReader(ctx, memo.ReaderOptions{})
+		if err != nil {
+			return o, err
+		}
+		if m := r.Missing(); len(m) > 0 {
+			return o, fmt.Errorf("attachment reading on, but tools are missing: %v (or --attachments=false)", m)
+		}
+		o.Attachments = r
+	}
+	return o, nil
 }
 
 func count(ctx context.Context, h *natsjs.Handles) (uint64, error) {
@@ -261,85 +303,6 @@ func fillMaildir(c config, runID string) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func idle(ctx context.Context, c config, h *natsjs.Handles, cl *imapclient.Client, runID string, startAdapter func() (func(), error)) error {
-	stop, err := startAdapter()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	time.Sleep(2 * time.Second) // let the adapter drain the folder and enter IDLE
-	var mu sync.Mutex
-	sent := map[string]time.Time{}
-	got := map[string]time.Duration{}
-	cons, err := h.Inbound.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
-	if err != nil {
-		return err
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		now := time.Now()
-		var r channels.Request
-		if json.Unmarshal(m.Data(), &r) != nil {
-			return
-		}
-		mu.Lock()
-		if t, ok := sent[r.Source.MessageID]; ok {
-			got[r.Source.MessageID] = now.Sub(t)
-		}
-		mu.Unlock()
-	})
-	if err != nil {
-		return err
-	}
-	defer cc.Stop()
-	interval := time.Second / time.Duration(max(c.rate, 1))
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for i := range c.n {
-		raw := message(i, c.size, runID)
-		mid := fmt.Sprintf("<load-%s-%d@ipn.mx>", runID, i)
-		mu.Lock()
-		sent[mid] = time.Now()
-		mu.Unlock()
-		cmd := cl.Append(c.folder, int64(len(raw)), nil)
-		if _, err := cmd.Write(raw); err != nil {
-			return err
-		}
-		if err := cmd.Close(); err != nil {
-			return err
-		}
-		if _, err := cmd.Wait(); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= c.n {
-			break
-		}
-		if time.Now().After(deadline) {
-			return errors.New("timed out waiting for the last requests")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	var lat []time.Duration
-	for _, d := range got {
-		lat = append(lat, d)
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	fmt.Printf("idle: %d APPENDs at %d/s; APPEND-to-published p50 %v p99 %v max %v\n",
-		len(lat), c.rate, q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
 	return nil
 }
 

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,6 +35,9 @@ type Options struct {
 	MaxStore, MaxMemory int64
 	// ReadyTimeout bounds the wait for a JetStream meta leader; 0 means 30 s.
 	ReadyTimeout time.Duration
+	// Exec, when set, is a nats-server binary: each node runs as its own process (so that Kill is
+	// a real SIGKILL), logging to <Dir>/nN.log. Empty: in-process servers.
+	Exec string
 }
 
 // Cluster is a running set of nodes. Its methods are safe for concurrent use.
@@ -45,7 +50,8 @@ type Cluster struct {
 	sysPassword, routePass  string
 
 	mu    sync.Mutex
-	nodes []*server.Server // nil while a node is down
+	nodes []*server.Server // nil while a node is down (in-process mode)
+	procs []*exec.Cmd      // nil while a node is down (process mode)
 }
 
 // Start writes the configuration of every node, starts them in this process and waits until
@@ -66,12 +72,15 @@ func Start(o Options) (*Cluster, error) {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 30 * time.Second
 	}
-	c := &Cluster{o: o, User: "caud", Password: secret(), sysPassword: secret(), routePass: secret(), nodes: make([]*server.Server, o.Nodes)}
+	c := &Cluster{o: o, User: "caud", Password: secret(), sysPassword: secret(), routePass: secret(), nodes: make([]*server.Server, o.Nodes), procs: make([]*exec.Cmd, o.Nodes)}
 	ports, err := freePorts(2 * o.Nodes)
 	if err != nil {
 		return nil, err
 	}
 	c.clientPorts, c.routePorts = ports[:o.Nodes], ports[o.Nodes:]
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("natscluster: %w", err)
+	}
 	for i := range o.Nodes {
 		if err := os.WriteFile(c.ConfigFile(i), []byte(c.config(i)), 0o600); err != nil {
 			return nil, fmt.Errorf("natscluster: %w", err)
@@ -150,23 +159,45 @@ func (c *Cluster) Node(i int) *server.Server {
 
 // Stop shuts node i down (its raft leaderships are handed over first, as nats-server does on
 // SIGTERM). It is a no-op for a node already down.
-func (c *Cluster) Stop(i int) {
+func (c *Cluster) Stop(i int) { c.stop(i, syscall.SIGTERM) }
+
+// Kill ends node i at once: SIGKILL in process mode, leaving its peers to notice and elect new
+// leaders; in-process it is Stop (a server in this process cannot be killed alone).
+func (c *Cluster) Kill(i int) { c.stop(i, syscall.SIGKILL) }
+
+func (c *Cluster) stop(i int, sig syscall.Signal) {
 	c.mu.Lock()
-	s := c.nodes[i]
-	c.nodes[i] = nil
+	s, p := c.nodes[i], c.procs[i]
+	c.nodes[i], c.procs[i] = nil, nil
 	c.mu.Unlock()
 	if s != nil {
 		s.Shutdown()
 		s.WaitForShutdown()
 	}
+	if p != nil {
+		_ = p.Process.Signal(sig)
+		_ = p.Wait()
+	}
+}
+
+// Index is the index of the node named name ("n2" → 1), -1 if none.
+func (c *Cluster) Index(name string) int {
+	var i int
+	if _, err := fmt.Sscanf(name, "n%d", &i); err != nil || i < 1 || i > len(c.nodes) {
+		return -1
+	}
+	return i - 1
 }
 
 // Restart starts node i again from its configuration and store; a no-op when it is running.
 func (c *Cluster) Restart(i int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.nodes[i] != nil {
+	if c.nodes[i] != nil || c.procs[i] != nil {
 		return nil
+	}
+	if c.o.Exec != "" {
+		return c.startProcess(i)
 	}
 	opts, err := server.ProcessConfigFile(c.ConfigFile(i))
 	if err != nil {
@@ -183,6 +214,36 @@ func (c *Cluster) Restart(i int) error {
 		return fmt.Errorf("natscluster: node %d not ready (port %d or %d taken?)", i+1, c.clientPorts[i], c.routePorts[i])
 	}
 	c.nodes[i] = s
+	return nil
+}
+
+// startProcess runs node i as a nats-server process and waits until its client port answers.
+func (c *Cluster) startProcess(i int) error {
+	logf, err := os.OpenFile(filepath.Join(c.o.Dir, fmt.Sprintf("n%d.log", i+1)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("natscluster: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(c.o.Exec, "-c", c.ConfigFile(i))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("natscluster: node %d: %w", i+1, err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", c.clientPorts[i])
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return fmt.Errorf("natscluster: node %d not listening on %s", i+1, addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.procs[i] = cmd
 	return nil
 }
 
