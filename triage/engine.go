@@ -846,7 +846,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 		if c.doc != bestIT.doc && e.docs[c.doc].outcomeArea() != e.docs[bestIT.doc].outcomeArea() {
 			runner = c.score
 			if e.docs[c.doc].kind == docTarget && s.bfTop >= 2.5 {
-				runner /= faultRatio // a reported fault leans to IT
+				runner /= faultTieRatio // a reported fault leans to IT
 			}
 			break
 		}
@@ -896,6 +896,8 @@ const (
 	uncontestedDiscount = 0.6
 	// faultRatio multiplies NoCompetenteRatio for a text that reports a fault.
 	faultRatio = 1.3
+	// faultTieRatio divides an orientation target's score in the tie check of a reported fault.
+	faultTieRatio = 1.6
 )
 
 // shortReport is the number of content words up to which a falla also gets the area's questions.

@@ -170,6 +170,22 @@ func (a *app) printRequest(w io.Writer, r *channels.Request) {
 		}
 		f.line("Adjuntos", strings.Join(names, ", "))
 	}
+	switch {
+	case r.Auto.Bulk == "list":
+		f.line("Aviso", "llegó por una lista de correo: no se responde automáticamente")
+	case r.Auto.Bulk != "":
+		f.line("Aviso", "correo masivo: no se responde automáticamente")
+	}
+	if r.Forwarded {
+		f.line("Reenvío", "el texto incluye un mensaje reenviado; el solicitante es quien lo reenvió")
+	}
+	if len(r.Defects) > 0 {
+		texts := make([]string, len(r.Defects))
+		for i, d := range r.Defects {
+			texts[i] = d.Text
+		}
+		block(w, "Defectos del correo (el texto puede estar incompleto)", strings.Join(texts, "\n"))
+	}
 	block(w, "Texto", r.Text)
 }
 

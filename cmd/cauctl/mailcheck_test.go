@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,4 +88,20 @@ func TestMailCheckUsage(t *testing.T) {
 	code, out, errOut = runOffline(t, "", "mail", "check", t.TempDir())
 	wantCode(t, code, exitErr, out, errOut)
 	wantContains(t, "stderr", errOut, "no hay archivos .eml")
+}
+
+// TestShowMailDefects: an agent sees what the mail reader repaired, that list mail gets no
+// automatic answer, and that the text holds a forward.
+func TestShowMailDefects(t *testing.T) {
+	f := newFake(t, map[string]http.HandlerFunc{
+		"GET /api/v1/requests/m1": reply(200, `{"request":{"id":"m1","channel":"email","text":"El aula virtual no carga.",
+		 "requester":{"handle":null,"email":"luis@ipn.mx"},"forwarded":true,
+		 "auto":{"auto_submitted":false,"bulk":"list","list_id":"<docentes.ipn.mx>"},
+		 "defects":[{"code":"undeclared_8bit","text":"texto con acentos sin juego de caracteres declarado; se detectó de los bytes"}]},
+		 "triage":null,"state":"received"}`),
+	})
+	code, out, errOut := f.run("show", "m1")
+	wantCode(t, code, exitOK, out, errOut)
+	wantContains(t, "stdout", out, "lista de correo: no se responde automáticamente", "mensaje reenviado",
+		"Defectos del correo", "texto con acentos sin juego de caracteres declarado")
 }

@@ -463,6 +463,12 @@ func TestSuppression(t *testing.T) {
 		}
 		suppress(ReasonAutoSubmitted, it)
 	}
+	// A person writing through a mailing list: a request, but the list is never answered.
+	for _, kind := range []string{"list", "bulk"} {
+		it := item(triage.OutcomeSAI)
+		it.Request.Auto.Bulk = kind
+		suppress(ReasonAutoSubmitted, it)
+	}
 	// Even unmarked, a bounce's sender is never answered.
 	bounce := fixtureItem(t, "05-bounce-dsn.eml")
 	bounce.Request.Auto.AutoSubmitted = false
