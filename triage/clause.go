@@ -52,11 +52,12 @@ type clauseInfo struct {
 	stword   bool // asks where something stands ("¿en qué va?", "¿ya quedó?")
 	history  bool // tells what the requester did before ("reporté", "levanté un reporte")
 	nwords   int
+	vague    bool // "no sabe cuál", "no sé qué es": the requester cannot tell
 }
 
 // Word classes of the built-in Spanish knowledge, on folded words. A trailing '*' matches a prefix.
 var (
-	negators = wordSet(`no ni nunca tampoco sin`)
+	negators = wordSet(`no ni nunca tampoco sin nadie ninguno ninguna`)
 	// Clitics, auxiliaries and fillers that may sit between a negation and its verb ("no me deja",
 	// "no lo puedo abrir", "no se puede conectar").
 	fillers = wordSet(`me te se le les lo la nos mi su puedo puede pueden podemos pudo pude logro logra
@@ -81,7 +82,7 @@ var (
 		"reinici*": 1.5, "apaga": 1.5, "atasc*": 2.5, "atora*": 2, "atorad*": 2, "parpade*": 2,
 		"incorrect*": 2, "invalid*": 2, "denegad*": 2.5, "forbidden": 3, "unavailable": 3, "timeout": 2.5,
 		"pantallazo": 2.5, "rechaz*": 2.5, "arrugad*": 2, "mancha*": 2, "fatal": 2.5, "pesim*": 2.5,
-		"horrible": 2, "inestable": 2.5, "parpadea": 2, "tildo": 2.5, "tilda": 2.5, "tildad*": 2.5, "fallid*": 2.5, "blanco": 1.5, "cargando": 1.5,
+		"horrible": 2, "inestable": 2.5, "parpadea": 2, "tildo": 2.5, "tilda": 2.5, "tildad*": 2.5, "fallid*": 2.5, "satura": 2.5, "satur*": 2, "blanco": 1.5, "cargando": 1.5,
 		"corta": 2, "cortan": 2,
 		"colgad*": 2, "petado": 2.5, "peta": 2, "cuelga": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
 		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
@@ -248,6 +249,12 @@ func splitClauses(text string, out []string) []string {
 			}
 			cut(i + 1)
 			start = i + 1
+		case ' ':
+			// "funciona bien pero la pantalla está rota": "pero" turns to the ask even without a comma.
+			if hasWordPrefix(text[i+1:], "pero") && i > start {
+				cut(i + 1)
+				start = i + 1
+			}
 		case ',':
 			// "..., pero ..." and "..., sin embargo ..." start a new clause.
 			rest := text[i+1:]
@@ -385,6 +392,14 @@ func classify(ci *clauseInfo, ws []string) {
 		ci.stword = ci.stword || statusWords.has(w)
 	}
 	ci.history = tellsHistory(ci.text)
+	for i := 0; i+2 < len(ws); i++ {
+		if ws[i] == "no" && (ws[i+1] == "sabe" || ws[i+1] == "se" || ws[i+1] == "sabemos" || ws[i+1] == "supo") {
+			switch ws[i+2] {
+			case "cual", "que", "explicar", "decir", "describir", "bien":
+				ci.vague = true
+			}
+		}
+	}
 	if ci.serv == 0 {
 		ci.bare = true // only a question or an ask verb, no object of a request
 	}
