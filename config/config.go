@@ -28,6 +28,8 @@ const (
 type Config struct {
 	// File is the YAML file that was read, "" when none. It is not a configuration key.
 	File string `mapstructure:"-"`
+	// envWarnings are the CAU_* variables of the environment that name no key (typos).
+	envWarnings []string
 
 	DataDir string        `mapstructure:"data_dir"` // data_dir, default "./data"
 	Roles   []string      `mapstructure:"roles"`    // roles, default [intake, triage, queues]

@@ -197,7 +197,7 @@ func TestEnvForKeysNotInFile(t *testing.T) {
 
 func TestEveryKeyHasAnEnvVar(t *testing.T) {
 	cleanEnv(t)
-	v, _ := newViper()
+	v, _, _ := newViper()
 	keys := v.AllKeys()
 	for _, k := range keys {
 		t.Setenv(envName(k), "from-env-"+k)
@@ -763,5 +763,31 @@ func TestListKeysFromEnvironment(t *testing.T) {
 	t.Setenv("CAU_NOTIFY_OUTCOMES", "sai,nada")
 	if _, err := Load(nil); err == nil || !strings.Contains(err.Error(), "notify.outcomes") {
 		t.Fatalf("bad outcome accepted: %v", err)
+	}
+}
+
+// A CAU_* variable that names no key is not silently ignored: the start-up warnings name it and
+// the key it was probably meant for; cauctl's own variables are not warned about.
+func TestUnknownEnvironmentVariableIsWarned(t *testing.T) {
+	t.Setenv("CAU_HTTP_LISTN", "127.0.0.1:9999")
+	t.Setenv("CAU_TOKEN", "for-cauctl")
+	t.Setenv("CAU_IMAP_MAILBOXES", "cau")
+	t.Setenv("CAU_ZZZZZZZZZZZZZZZZZZZZ", "1")
+	c, err := Load([]string{"--data-dir", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{
+		"CAU_HTTP_LISTN names no configuration key and is ignored; did you mean CAU_HTTP_LISTEN?",
+		"CAU_IMAP_MAILBOXES names no configuration key and is ignored (mailboxes come only from the config file)",
+		"CAU_ZZZZZZZZZZZZZZZZZZZZ names no configuration key and is ignored\n",
+	} {
+		if !strings.Contains(w+"\n", want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+	if strings.Contains(w, "CAU_TOKEN") {
+		t.Errorf("cauctl's CAU_TOKEN warned about:\n%s", w)
 	}
 }

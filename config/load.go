@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -33,7 +34,7 @@ var ErrInvalid = errors.New("invalid configuration")
 // an unreadable config file, and otherwise an error wrapping ErrInvalid that lists every problem,
 // one per line, each naming its key ("config: nats.replicas: must be 1, 3 or 5 (got 2)").
 func Load(args []string) (*Config, error) {
-	v, def := newViper()
+	v, def, known := newViper()
 	cfgFile, err := parseFlags(v, args, def)
 	if err != nil {
 		return nil, err
@@ -63,6 +64,7 @@ func Load(args []string) (*Config, error) {
 		return nil, &invalidError{decodeProblems(err)}
 	}
 	c.File = *cfgFile
+	c.envWarnings = unknownEnv(os.Environ(), known)
 	applyDerived(&c)
 	problems = append(problems, readSecrets(&c)...)
 	problems = append(problems, c.validate()...)
@@ -73,15 +75,58 @@ func Load(args []string) (*Config, error) {
 }
 
 // newViper returns a private viper with every scalar key defaulted and bound to its CAU_ variable,
-// and the defaults it was given.
-func newViper() (*viper.Viper, Config) {
+// the defaults it was given, and the set of those variables.
+func newViper() (*viper.Viper, Config, map[string]bool) {
 	v := viper.New()
 	def := defaults()
+	known := map[string]bool{}
 	flatten("", reflect.ValueOf(def), func(key string, val any) {
 		v.SetDefault(key, val)
 		_ = v.BindEnv(key, envName(key)) // fails only without a key
+		known[envName(key)] = true
 	})
-	return v, def
+	return v, def, known
+}
+
+// otherEnv are CAU_ variables that are not configuration keys: the file, and cauctl's own.
+var otherEnv = []string{"CAU_CONFIG", "CAU_SERVER", "CAU_TOKEN", "CAU_AGENT"}
+
+// unknownEnv returns one warning per CAU_* variable of environ that names no key (a typo such as
+// CAU_HTTP_LISTN would otherwise be ignored in silence), with the closest known name when one is
+// near enough. Unknown variables are warned about, not refused: a shell may export them for other
+// tools.
+func unknownEnv(environ []string, known map[string]bool) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "CAU_") || known[name] || slices.Contains(otherEnv, name) {
+			continue
+		}
+		msg := "environment variable " + name + " names no configuration key and is ignored"
+		if strings.HasPrefix(name, "CAU_IMAP_MAILBOXES") {
+			msg += " (mailboxes come only from the config file)"
+		} else if best := closestEnv(name, known); best != "" {
+			msg += "; did you mean " + best + "?"
+		}
+		out = append(out, msg)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// closestEnv is the known name at the smallest edit distance from name, if that distance is at most
+// a third of its length (and at most 4).
+func closestEnv(name string, known map[string]bool) string {
+	best, bestD := "", min(4, len(name)/3)+1
+	for k := range known {
+		if d := levenshtein([]rune(name), []rune(k)); d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	if bestD > min(4, len(name)/3) {
+		return ""
+	}
+	return best
 }
 
 // parseFlags defines caud's flags on a private FlagSet, parses args and binds the flags to v.

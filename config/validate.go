@@ -296,7 +296,7 @@ func (c *Config) validateUnits(v *checker) {
 // Warnings returns the things that are allowed but that the daemon should log at start, one
 // sentence each.
 func (c *Config) Warnings() []string {
-	var w []string
+	w := append([]string(nil), c.envWarnings...)
 	if c.HTTP.Token == "" {
 		w = append(w, "http.token is not set: the /api/ endpoints answer only on loopback; set http.token_file to open them")
 	}

@@ -52,11 +52,12 @@ type clauseInfo struct {
 	stword   bool // asks where something stands ("¿en qué va?", "¿ya quedó?")
 	history  bool // tells what the requester did before ("reporté", "levanté un reporte")
 	nwords   int
+	vague    bool // "no sabe cuál", "no sé qué es": the requester cannot tell
 }
 
 // Word classes of the built-in Spanish knowledge, on folded words. A trailing '*' matches a prefix.
 var (
-	negators = wordSet(`no ni nunca tampoco sin`)
+	negators = wordSet(`no ni nunca tampoco sin nadie ninguno ninguna`)
 	// Clitics, auxiliaries and fillers that may sit between a negation and its verb ("no me deja",
 	// "no lo puedo abrir", "no se puede conectar").
 	fillers = wordSet(`me te se le les lo la nos mi su puedo puede pueden podemos pudo pude logro logra
@@ -66,7 +67,7 @@ var (
 		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
 		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
 		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
-		lee detecta* jal* cargan autoriz* permit*`)
+		lee detecta* jal* cargan autoriz* permit* funca anda andan camina sale salen gener* grab* resuelv*`)
 	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
 	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
 		wifi luz video respuesta corriente`)
@@ -81,7 +82,9 @@ var (
 		"reinici*": 1.5, "apaga": 1.5, "atasc*": 2.5, "atora*": 2, "atorad*": 2, "parpade*": 2,
 		"incorrect*": 2, "invalid*": 2, "denegad*": 2.5, "forbidden": 3, "unavailable": 3, "timeout": 2.5,
 		"pantallazo": 2.5, "rechaz*": 2.5, "arrugad*": 2, "mancha*": 2, "fatal": 2.5, "pesim*": 2.5,
-		"horrible": 2, "inestable": 2.5, "parpadea": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
+		"horrible": 2, "inestable": 2.5, "parpadea": 2, "tildo": 2.5, "tilda": 2.5, "tildad*": 2.5, "fallid*": 2.5, "satura": 2.5, "satur*": 2, "blanco": 1.5, "cargando": 1.5,
+		"corta": 2, "cortan": 2,
+		"colgad*": 2, "petado": 2.5, "peta": 2, "cuelga": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
 		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
 		"desaparec*": 2, "tarda": 1.5, "tardan": 1.5, "fuga": 1, "gotea": 1, "mal": 1, "raro": 1,
 		"403": 2, "404": 2, "500": 2, "502": 2, "503": 2,
@@ -96,8 +99,8 @@ var (
 		"alta": 2.5, "crear": 2.5, "creacion": 2.5, "cree": 2, "creen": 2, "nuevo": 2, "nueva": 2,
 		"nuevos": 2, "nuevas": 2, "instalar": 2.5, "instalacion": 2.5, "instalen": 2.5, "instalaran": 2.5,
 		"instalarme": 2.5, "instalarlo": 2.5, "instalarla": 2.5, "instalaciones": 2,
-		"configurar": 1.5, "configuracion": 1.5, "configuren": 1.5, "configurarme": 1.5, "reserv*": 3, "public*": 2.5,
-		"habilit*": 2.5, "asignar": 2.5, "asigne": 2.5, "asignen": 2.5, "asignacion": 2.5, "cambio": 2,
+		"configurar": 1.5, "configuracion": 1.5, "configuren": 1.5, "configurarme": 1.5, "reserv*": 3,
+		"habilit*": 2.5, "publicar": 2.5, "publiquen": 2.5, "publique": 2.5, "publicacion": 2.5, "publicarlo": 2.5, "publicarla": 2.5, "asignar": 2.5, "asigne": 2.5, "asignen": 2.5, "asignacion": 2.5, "cambio": 2,
 		"cambiar": 2, "cambien": 2, "cambiarme": 2, "cambiarlo": 2, "traslado": 2.5, "trasladar": 2.5,
 		"trasladen": 2.5, "mover": 2, "reubicar": 2, "reubicacion": 2,
 		"registrar": 1.5, "descargo": 2.5, "descargar": 2, "permiso*": 2, "licencia": 1, "apertura": 2.5,
@@ -246,6 +249,12 @@ func splitClauses(text string, out []string) []string {
 			}
 			cut(i + 1)
 			start = i + 1
+		case ' ':
+			// "funciona bien pero la pantalla está rota": "pero" turns to the ask even without a comma.
+			if hasWordPrefix(text[i+1:], "pero") && i > start {
+				cut(i + 1)
+				start = i + 1
+			}
 		case ',':
 			// "..., pero ..." and "..., sin embargo ..." start a new clause.
 			rest := text[i+1:]
@@ -334,7 +343,7 @@ func classify(ci *clauseInfo, ws []string) {
 		}
 		if v := newWords.get(w); v > 0 {
 			// "no ha cambiado", "ya lo reinstalé": a denial or a step already tried, not an ask.
-			if before(ws, i, 2, func(x string) bool { return x == "ya" || negators.has(x) }) {
+			if before(ws, i, 2, negators.has) || before(ws, i, 5, func(x string) bool { return x == "ya" || x == "habian" || x == "habia" }) {
 				continue
 			}
 			best(v, w, true)
@@ -383,6 +392,14 @@ func classify(ci *clauseInfo, ws []string) {
 		ci.stword = ci.stword || statusWords.has(w)
 	}
 	ci.history = tellsHistory(ci.text)
+	for i := 0; i+2 < len(ws); i++ {
+		if ws[i] == "no" && (ws[i+1] == "sabe" || ws[i+1] == "se" || ws[i+1] == "sabemos" || ws[i+1] == "supo") {
+			switch ws[i+2] {
+			case "cual", "que", "explicar", "decir", "describir", "bien":
+				ci.vague = true
+			}
+		}
+	}
 	if ci.serv == 0 {
 		ci.bare = true // only a question or an ask verb, no object of a request
 	}
@@ -480,7 +497,8 @@ func asksState(ci *clauseInfo, ws []string) bool {
 	}
 	for _, w := range ws {
 		switch w {
-		case "saber", "informar", "informen", "informe", "informacion", "indiquen", "indicar", "conocer":
+		case "saber", "informar", "informen", "informe", "informacion", "indiquen", "indicar", "conocer",
+			"pregunta", "preguntando", "pregunto", "preguntar", "consulta", "consultar":
 			return true
 		}
 	}

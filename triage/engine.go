@@ -600,9 +600,11 @@ type termClause struct {
 func (e *Engine) readClauses(s *scratch) {
 	s.bfalla, s.bserv, s.bfCue, s.bsCue, s.status, s.offer = 0, 0, -1, -1, false, 0
 	var bf, bs, bare float64
-	verify := false
+	verify, reported, vague := false, false, false
 	for k, c := range s.clauses {
 		verify = verify || c.verify && c.role != roleQuoted
+		vague = vague || c.vague
+		reported = reported || c.report
 		w := c.weight
 		if c.role == roleQuoted || c.role == roleReported {
 			w *= 0.5
@@ -630,6 +632,13 @@ func (e *Engine) readClauses(s *scratch) {
 		}
 		s.offer += c.offer
 	}
+	// "Tiene un problema con lo del sistema, pero no sabe cuál": the requester cannot say what; a
+	// weak match is not a decision.
+	if vague {
+		for di := range s.scores {
+			s.scores[di] *= vagueDiscount
+		}
+	}
 	// An unsolicited commercial offer is never a request for a service, whatever it sells; it goes
 	// to the target whose own text speaks of offers, if the catalog has one.
 	if s.offer >= 2 {
@@ -650,7 +659,18 @@ func (e *Engine) readClauses(s *scratch) {
 	}
 	s.bfTop = bf
 	if verify && e.verifyDoc >= 0 {
+		// Asked about a message received, the ask is whether it is genuine: that decides, whatever
+		// the message was about.
 		b := e.th.MinScore
+		if reported {
+			top := 0.0
+			for di, d := range e.docs {
+				if di != e.verifyDoc && d.kind != docTarget {
+					top = max(top, s.scores[di])
+				}
+			}
+			b = max(b, 1.3*top-s.scores[e.verifyDoc])
+		}
 		s.scores[e.verifyDoc] += b
 		s.hits[e.verifyDoc] = append(s.hits[e.verifyDoc], hit{term: -1, weight: b, text: "pregunta si un mensaje es auténtico", clause: int16(s.bsCue)})
 	}
@@ -720,6 +740,9 @@ func verifyTarget(docs []doc, texts []trainText) int {
 	}
 	return best
 }
+
+// vagueDiscount multiplies every score of a text whose requester says they cannot tell what fails.
+const vagueDiscount = 0.5
 
 // offerDiscount multiplies the CGSI candidates' scores of an unsolicited commercial offer.
 const offerDiscount = 0.3
@@ -846,7 +869,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 		if c.doc != bestIT.doc && e.docs[c.doc].outcomeArea() != e.docs[bestIT.doc].outcomeArea() {
 			runner = c.score
 			if e.docs[c.doc].kind == docTarget && s.bfTop >= 2.5 {
-				runner /= faultRatio // a reported fault leans to IT
+				runner /= faultTieRatio // a reported fault leans to IT
 			}
 			break
 		}
@@ -896,6 +919,8 @@ const (
 	uncontestedDiscount = 0.6
 	// faultRatio multiplies NoCompetenteRatio for a text that reports a fault.
 	faultRatio = 1.3
+	// faultTieRatio divides an orientation target's score in the tie check of a reported fault.
+	faultTieRatio = 1.6
 )
 
 // shortReport is the number of content words up to which a falla also gets the area's questions.

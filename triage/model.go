@@ -18,11 +18,12 @@ import (
 
 // Training weights of the sources of text, per occurrence.
 const (
-	trainKeyword    = 0.5 // whatever its weight: BM25 already counts the weight
-	trainPhrase     = 1.0
-	trainExample    = 1.0
-	trainCorrection = 3.0 // an agent's correction outweighs a catalog example
-	nbAlpha         = 0.05
+	trainKeyword     = 0.5 // whatever its weight: BM25 already counts the weight
+	trainDescription = 0.4 // a service's name, a target's office and message
+	trainPhrase      = 1.0
+	trainExample     = 1.0
+	trainCorrection  = 3.0 // an agent's correction outweighs a catalog example
+	nbAlpha          = 0.05
 	// nbShrink: a feature seen n times counts n/(n+nbShrink) of its log ratio.
 	nbShrink = 1.5
 	// nbScale converts log ratios to score units (a catalog keyword of weight 1 unique to one
@@ -262,15 +263,26 @@ func (e *Engine) trainingTexts(c *Catalog, m *Model) []trainText {
 			out = append(out, trainText{doc: di, text: x, weight: trainExample})
 		}
 	}
+	// The names and the orientation messages describe the candidates too; a terse catalog has
+	// little else. (Words every target's message shares, "lo sentimos", single out none.)
+	describe := func(di int, texts ...string) {
+		for _, t := range texts {
+			if strings.TrimSpace(t) != "" {
+				out = append(out, trainText{doc: di, text: t, weight: trainDescription})
+			}
+		}
+	}
 	for di, d := range e.docs {
 		switch d.kind {
 		case docService:
 			s := c.f.Services[d.index]
+			describe(di, s.Name)
 			addDoc(di, s.Keywords, s.Phrases, s.Examples)
 		case docInformativo:
 			addDoc(di, c.f.Informativo.Keywords, c.f.Informativo.Phrases, c.f.Informativo.Examples)
 		case docTarget:
 			t := c.f.OutOfScope[d.index]
+			describe(di, t.Office, t.Message)
 			addDoc(di, t.Keywords, t.Phrases, t.Examples)
 		}
 	}

@@ -54,6 +54,20 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 10 * time.Second
 	}
+	// What usually keeps the server from starting is found here at once, with the real OS error,
+	// instead of after ReadyTimeout with a guess.
+	if err := checkWritable(o.StoreDir); err != nil {
+		return nil, fmt.Errorf("embedded nats: store dir: %w", err)
+	}
+	if o.Listen != "" {
+		if _, port, err := net.SplitHostPort(o.Listen); err == nil && port != "0" {
+			l, err := net.Listen("tcp", o.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("embedded nats: listen on %s: %w (set nats.embedded.listen to another address, or \"\" for in-process only)", o.Listen, err)
+			}
+			_ = l.Close()
+		}
+	}
 	opts := &server.Options{
 		ServerName:         "caud-embedded",
 		JetStream:          true,
@@ -91,7 +105,7 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 	go ns.Start()
 	if !ns.ReadyForConnections(o.ReadyTimeout) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded nats: not ready within %s (is %s in use?)", o.ReadyTimeout, o.Listen)
+		return nil, fmt.Errorf("embedded nats: not ready within %s (the nats-server lines above say why)", o.ReadyTimeout)
 	}
 	if log != nil {
 		if o.Listen != "" {
@@ -101,6 +115,33 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 		}
 	}
 	return ns, nil
+}
+
+// checkWritable creates dir if needed and proves a file can be created in it.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".write-check-")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
+}
+
+// ConnURL says how nc reaches NATS, for logs and /readyz: the server's URL, or for an in-process
+// connection to the embedded server "in-process" and the address other clients use (the client's
+// own URL would be the library's default, not a real listener).
+func ConnURL(nc *nats.Conn, embedded *server.Server) string {
+	if embedded == nil {
+		return nc.ConnectedUrlRedacted()
+	}
+	if embedded.Addr() == nil {
+		return "in-process (embedded server, no listener)"
+	}
+	return "in-process (embedded server; other clients: " + embedded.ClientURL() + ")"
 }
 
 // ConnectOptions configures the client connection. Zero values are documented defaults.
@@ -147,12 +188,16 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.ReconnectBufSize(64 << 20),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", "err", err)
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil && nc.IsClosed() {
+				log.Debug("nats connection closed") // our own Close at stop: nothing to look into
+			} else {
+				log.Warn("nats disconnected", "err", err)
+			}
 			notify("disconnected", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "url", ConnURL(nc, o.Server))
 			notify("reconnected", nil)
 		}),
 		nats.ClosedHandler(func(_ *nats.Conn) { notify("closed", nil) }),
@@ -208,7 +253,7 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s: %w", url, err)
 	}
-	log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+	log.Info("nats connected", "url", ConnURL(nc, o.Server))
 	notify("connected", nil)
 	return nc, nil
 }

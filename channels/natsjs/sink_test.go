@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,5 +224,27 @@ func TestArchiveReadsBackThroughTheLibrary(t *testing.T) {
 	// 5 objects: 5 meta messages, 0+1+1+1+4 chunks; the second archive of each wrote nothing.
 	if info.State.Msgs != 5+7 {
 		t.Fatalf("object store holds %d messages, want 12", info.State.Msgs)
+	}
+}
+
+// A store dir that cannot be created, or a client port another process holds, fails the start at
+// once with the operating system's error, not after a wait with a guess about the port.
+func TestStartEmbeddedReportsTheRealError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := natsjs.StartEmbedded(natsjs.EmbeddedOptions{StoreDir: filepath.Join(file, "jetstream")}, nil)
+	if !errors.Is(err, syscall.ENOTDIR) || !strings.Contains(err.Error(), "store dir") {
+		t.Fatalf("store dir under a file: %v", err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, err = natsjs.StartEmbedded(natsjs.EmbeddedOptions{StoreDir: t.TempDir(), Listen: busy.Addr().String()}, nil)
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("port in use: %v", err)
 	}
 }

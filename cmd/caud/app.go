@@ -224,6 +224,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.started.Store(true)
 	a.log.Info("caud ready", "http", "http://"+a.ln.Addr().String(), "roles", cfg.Roles, "embedded_nats", cfg.NATS.IsEmbedded(), "data_dir", cfg.DataDir, "instance", a.instance.id)
+	a.warnUnready(ctx)
 	return nil
 }
 
@@ -284,7 +285,7 @@ func (a *App) topologyWait(asset string, err error) {
 	detail := fmt.Sprintf("waiting for JetStream to set up %s: %v", asset, err)
 	if r := a.cfg.NATS.Replicas; r > 1 {
 		a.mu.Lock()
-		url := a.nc.ConnectedUrlRedacted()
+		url := natsjs.ConnURL(a.nc, a.ns)
 		a.mu.Unlock()
 		detail += fmt.Sprintf("; with nats.replicas %d JetStream needs a quorum, %d of the %d NATS nodes running and routed to each other (connected to %s): check that the other nodes are up and their routes connect", r, r/2+1, r, url)
 	}

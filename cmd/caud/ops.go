@@ -79,7 +79,7 @@ func (a *App) readiness(ctx context.Context) []Check {
 	nc := Check{Name: "nats", OK: conn != nil && conn.Status() == nats.CONNECTED}
 	if conn != nil {
 		nc.Detail = strings.ToLower(conn.Status().String())
-		if u := conn.ConnectedUrlRedacted(); u != "" {
+		if u := natsjs.ConnURL(conn, a.ns); u != "" {
 			nc.Detail += " " + u
 		}
 	} else {
@@ -118,4 +118,21 @@ func (a *App) readiness(ctx context.Context) []Check {
 		}
 	}
 	return checks
+}
+
+// warnUnready logs, right after start-up, every readiness check that fails: a "caud ready" line
+// while /readyz answers 503 (missing OCR tools, a mailbox that cannot log in) would mislead whoever
+// reads the log. A mailbox still connecting is no warning: it is reported when its session fails.
+func (a *App) warnUnready(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var failing []string
+	for _, c := range a.readiness(ctx) {
+		if !c.OK && c.Detail != "starting" {
+			failing = append(failing, c.Name+": "+c.Detail)
+		}
+	}
+	if len(failing) > 0 {
+		a.log.Warn("caud runs but is not ready: /readyz answers 503 until this is fixed", "failing", strings.Join(failing, "; "))
+	}
 }

@@ -144,7 +144,8 @@ func BenchmarkSearch(b *testing.B) {
 		{"email", "email=user17@ipn.mx"},
 		{"name=ana lop", "name=ana lop"},
 		{"unit+range(7d)", "unit=ESCOM&from=" + time.Now().Add(-30*24*time.Hour).Format(time.RFC3339) + "&to=" + time.Now().Add(-23*24*time.Hour).Format(time.RFC3339)},
-		{"q=no-match(full scan)", "q=zzzz"},
+		{"q=impresora(no match: full scan)", "q=impresora"},
+		{"q=zzzz(no match, one trigram)", "q=zzzz"},
 		{"page5(state=done)", "state=done"},
 	}
 	for _, qq := range queries {

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
@@ -77,6 +79,7 @@ type entry struct {
 	nameWords  []string
 	lead       string // the folded start of the request's text
 	text       string // folded id, folio, name, e-mail, handle, unit, subject and lead, for q
+	sig        sig    // trigrams of text
 }
 
 // Index is the search index. Safe for concurrent use: one writer (Run), any number of searches.
@@ -299,7 +302,7 @@ func (x *Index) addRequest(data []byte, seq uint64) {
 	e.hasRequest = true
 	e.Channel, e.ReceivedAt, e.Name, e.Email, e.Unit = r.Channel, r.ReceivedAt.UTC(), clip(r.Requester.Name), clip(r.Requester.Email), clip(r.Requester.Unit)
 	e.Subject = clip(r.Subject)
-	e.lead = fold.Loose(clipTo(strings.Join(strings.Fields(clipTo(r.Text, 4*maxLead)), " "), maxLead))
+	e.lead = fold.Loose(squeeze(r.Text, maxLead))
 	if r.Requester.Handle != nil {
 		e.Handle = clip(strings.TrimLeft(*r.Requester.Handle, "@"))
 	}
@@ -335,10 +338,38 @@ func clipTo(s string, n int) string {
 	return s[:cut]
 }
 
+// squeeze returns the start of s with every run of white space made one space, at most n bytes
+// (whole runes).
+func squeeze(s string, n int) string {
+	var b strings.Builder
+	b.Grow(min(len(s), n))
+	space := false
+	for _, r := range s {
+		if unicode.IsSpace(r) {
+			space = b.Len() > 0
+			continue
+		}
+		sep := 0
+		if space {
+			sep = 1
+		}
+		if b.Len()+sep+utf8.RuneLen(r) > n {
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func (e *entry) refreshText() {
 	e.text = strings.Join([]string{strings.ToLower(e.ID), e.fFolio, fold.Loose(e.Name), e.fEmail, e.fHandle, e.fUnit, fold.Loose(e.Subject), e.lead}, " ")
+	e.sig = sigOf(e.text)
 }
 
 // insert places e in order; requests almost always arrive in id order, so this is an append.
@@ -443,9 +474,19 @@ func (x *Index) Search(ctx context.Context, q Query) (Result, error) {
 		cands = x.order
 	}
 	// Start below the cursor, and at the upper end of the date range: ids start with their time.
+	byID := func(a *entry, id string) int { return strings.Compare(a.ID, id) }
 	hi := len(cands)
 	if q.Cursor != "" {
-		hi, _ = slices.BinarySearchFunc(cands, q.Cursor, func(a *entry, id string) int { return strings.Compare(a.ID, id) })
+		hi, _ = slices.BinarySearchFunc(cands, q.Cursor, byID)
+	}
+	if !q.To.IsZero() {
+		// Every channel stamps the id with the arrival time, so nothing at or after To sorts
+		// below the id of To plus the margin.
+		var bound ulid.ULID
+		if bound.SetTime(ulid.Timestamp(q.To.Add(idMargin))) == nil {
+			j, _ := slices.BinarySearchFunc(cands, bound.String(), byID)
+			hi = min(hi, j)
+		}
 	}
 	for i := hi - 1; i >= 0; i-- {
 		e := cands[i]
@@ -467,20 +508,32 @@ type matcher struct {
 	q                          Query
 	email, handle, folio, unit string
 	name, text                 []string
+	textSig                    sig // trigrams of every q word
 }
 
 func compile(q Query) matcher {
-	return matcher{
+	m := matcher{
 		q: q, email: fold.Loose(q.Email), handle: fold.Loose(q.Handle), folio: fold.Loose(q.Folio), unit: fold.Loose(q.Unit),
 		name: words(fold.Loose(q.Name)), text: words(fold.Loose(q.Text)),
 	}
+	for _, w := range m.text {
+		ws := sigOf(w)
+		for i := range ws {
+			m.textSig[i] |= ws[i]
+		}
+	}
+	return m
 }
 
 // belowRange reports whether e, and so everything older, arrived before the range. Arrival times
 // follow ids only roughly (a channel may stamp a request it read late), so a margin is kept.
 func (m matcher) belowRange(e *entry) bool {
-	return !m.q.From.IsZero() && e.ReceivedAt.Before(m.q.From.Add(-24*time.Hour))
+	return !m.q.From.IsZero() && e.ReceivedAt.Before(m.q.From.Add(-idMargin))
 }
+
+// idMargin is how far a request's arrival time may be from the time in its id, for the range
+// shortcuts; channels stamp both from one clock reading, so a day is generous.
+const idMargin = 24 * time.Hour
 
 func (m matcher) match(e *entry) bool {
 	q := m.q
@@ -512,6 +565,9 @@ func (m matcher) match(e *entry) bool {
 		if !slices.ContainsFunc(e.nameWords, func(n string) bool { return strings.HasPrefix(n, w) }) {
 			return false
 		}
+	}
+	if !e.sig.covers(&m.textSig) {
+		return false
 	}
 	for _, w := range m.text {
 		if !strings.Contains(e.text, w) {
