@@ -41,6 +41,12 @@ type Sink interface {
 	Archive(ctx context.Context, name, contentType string, r io.Reader) (*Object, error)
 }
 
+// RefusalNoter is implemented by sinks that report in /readyz when JetStream refuses writes for
+// lack of resources; an adapter hands it the errors of its own writes to JetStream.
+type RefusalNoter interface {
+	NoteRefusal(err error)
+}
+
 // Channel is an intake adapter: it runs until ctx ends, publishing what arrives into sink.
 type Channel interface {
 	Run(ctx context.Context, sink Sink) error

@@ -285,6 +285,9 @@ func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemR
 			return nil, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
+			if r, ok := d.o.Sink.(channels.RefusalNoter); ok {
+				r.NoteRefusal(err)
+			}
 			return nil, fmt.Errorf("idempotency key: %w", err)
 		}
 		e, err := d.o.Idempotency.Get(ctx, key)

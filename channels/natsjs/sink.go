@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +36,7 @@ type SinkOptions struct {
 	// changes is retried soon: the Nats-Msg-Id makes the retry safe). Publish retries until its ctx
 	// ends.
 	AttemptTimeout time.Duration
-	// MaxBackoff caps the wait between attempts; 0 means 5 s.
+	// MaxBackoff caps the wait between attempts; 0 means 500 ms.
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -47,6 +48,65 @@ type Sink struct {
 	opts SinkOptions
 	log  *slog.Logger
 	m    *SinkMetrics
+
+	mu          sync.Mutex
+	refusedAt   time.Time // last time JetStream refused a write for lack of resources
+	refusedFrom time.Time // start of the current run of refusals
+	refusal     string
+}
+
+// refusalMemory is how long after its last refusal Health still reports the store full. Health
+// clears by itself, so a replica that a load balancer stopped sending work to (it was unready) gets
+// work again to find out, within seconds of space returning.
+const refusalMemory = 2 * time.Second
+
+// Health reports the intake's view of JetStream: not ready while it refuses writes for lack of
+// resources (store full, disk full), with its own reason.
+func (s *Sink) Health(context.Context) []channels.Health {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := channels.Health{Name: "intake store", OK: true, Detail: "accepting requests"}
+	if !s.refusedAt.IsZero() && time.Since(s.refusedAt) < refusalMemory {
+		h.OK, h.Since = false, s.refusedFrom
+		h.Detail = "JetStream refuses new requests: " + s.refusal
+	}
+	return []channels.Health{h}
+}
+
+// NoteRefusal records err when it is JetStream refusing a write for lack of resources, so Health
+// reports it; other errors are ignored. The sink calls it for its own publishes; an adapter calls it
+// for its other writes to JetStream (e.g. the desk's idempotency records).
+func (s *Sink) NoteRefusal(err error) {
+	reason, ok := ResourceRefusal(err)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.refusedAt.IsZero() || now.Sub(s.refusedAt) >= refusalMemory {
+		s.refusedFrom = now
+		s.log.Error("JetStream refuses new requests; sources keep them until it has space", "reason", reason)
+	}
+	s.refusedAt, s.refusal = now, reason
+}
+
+// ResourceRefusal reports whether err is JetStream refusing a write for lack of resources (server
+// or account storage limits, a full disk, a stream's limits with discard new), and its reason.
+func ResourceRefusal(err error) (string, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return "", false
+	}
+	switch apiErr.ErrorCode {
+	case 10023, 10002, 10028, 10047: // insufficient resources; account, memory, storage limits
+		return apiErr.Description, true
+	case 10077: // store failed: a full disk, or a stream's maximum bytes or messages
+		if d := strings.ToLower(apiErr.Description); strings.Contains(d, "no space") || strings.Contains(d, "maximum") {
+			return apiErr.Description, true
+		}
+	}
+	return "", false
 }
 
 // SinkMetrics are the sink's per-channel counters and latency.
@@ -64,7 +124,7 @@ func NewSink(h *Handles, o SinkOptions) *Sink {
 		o.AttemptTimeout = 2 * time.Second
 	}
 	if o.MaxBackoff == 0 {
-		o.MaxBackoff = 5 * time.Second
+		o.MaxBackoff = 500 * time.Millisecond
 	}
 	log := o.Logger
 	if log == nil {
@@ -260,6 +320,9 @@ func publishRetry[T any](ctx context.Context, s *Sink, timeout time.Duration, fn
 		v, err := fn(actx)
 		if err != nil && isPermanent(err) {
 			return v, fmt.Errorf("%w: %v", retry.ErrPermanent, err)
+		}
+		if err != nil {
+			s.NoteRefusal(err)
 		}
 		return v, err
 	}, func(attempt int, err error, wait time.Duration) {

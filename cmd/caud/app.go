@@ -297,6 +297,7 @@ func (a *App) topologyWait(asset string, err error) {
 func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
 	cfg := a.cfg
 	a.sink = natsjs.NewSink(a.h, natsjs.SinkOptions{Logger: a.log, Registerer: a.reg})
+	a.health = append(a.health, a.sink)
 	units, err := config.LoadUnits(cfg.Units.File)
 	if err != nil {
 		return fmt.Errorf("units: %w", err)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,34 +25,10 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/imap"
+	"github.com/ipn-cgsi/caud/cmd/internal/headless"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/console/accounts"
 )
-
-// chromiumPath finds the Chromium the browser tests drive: $CAU_CHROMIUM, else the usual names on
-// $PATH and in /usr/bin. A missing browser fails the test with what to install: the console's
-// behaviour is only shown in a real browser, so it is never skipped.
-func chromiumPath(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("CAU_CHROMIUM"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("CAU_CHROMIUM=%s: %v", p, err)
-		}
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome-stable", "google-chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	for _, p := range []string{"/usr/bin/chromium", "/usr/lib/chromium/chromium", "/snap/bin/chromium"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no Chromium found for the web console's browser tests: install it (Debian: apt-get install chromium) or set CAU_CHROMIUM to its path")
-	return ""
-}
 
 // browser is one headless Chromium with a fresh profile, recording every JavaScript dialog (an
 // alert() from hostile content would show up there) and saving a screenshot after each step.
@@ -69,21 +44,13 @@ type browser struct {
 
 func newBrowser(t testing.TB, base string) *browser {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, // tests run as root in CI
-		chromedp.Headless,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
+	// A missing browser fails the test with what to install: the console's behaviour is only shown
+	// in a real browser, so it is never skipped.
+	path, err := headless.ExecPath()
+	if err != nil {
+		t.Fatalf("web console browser tests: %v", err)
+	}
+	ctx, stop := headless.NewContext(path, t.TempDir())
 	b := &browser{t: t, ctx: ctx, base: base, shots: filepath.Join(t.TempDir(), "capturas")}
 	if err := os.MkdirAll(b.shots, 0o755); err != nil {
 		t.Fatal(err)
@@ -102,13 +69,11 @@ func newBrowser(t testing.TB, base string) *browser {
 			}()
 		}
 	}); err != nil {
-		cancelCtx()
-		cancelAlloc()
-		t.Fatalf("start Chromium: %v", err)
+		stop()
+		t.Fatalf("start Chromium %s: %v", path, err)
 	}
 	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
+		stop()
 		t.Logf("screenshots in %s", b.shots)
 	})
 	return b
@@ -574,7 +539,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	var cl struct{ Lease string }
 	_ = json.Unmarshal(body, &cl)
-	b.step("atencion-propia", chromedp.Navigate(base+"/atencion/"+cl.Lease), chromedp.WaitVisible(chromedp.ID("terminar")))
+	// The board lists it among the agent's open leases, so closing the tab never loses it.
+	b.step("mis-asignaciones",
+		navigateUntil(base+"/tablero", `!!document.querySelector('#mis-asignaciones a[href="/atencion/`+cl.Lease+`"]')`),
+		chromedp.Click(chromedp.CSS(`#mis-asignaciones a[href="/atencion/`+cl.Lease+`"]`)),
+		pathIs("/atencion/"+cl.Lease),
+		chromedp.WaitVisible(chromedp.ID("terminar")),
+	)
 	if code, body := call(t, "POST", base+"/api/v1/leases/"+cl.Lease+"/release", `{}`); code != http.StatusOK {
 		t.Fatalf("release: %d %s", code, body)
 	}
@@ -602,6 +573,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 }
 
+// mailDir holds the hostile mails: the HTML cases of the mail-edge corpus and our own; the console's
+// sanitizer fuzz test seeds from the same files.
+const mailDir = "../../triage/console/testdata/mail/"
+
 // TestHostileMailInBrowser opens hostile HTML mails (the mail-edge corpus cases that are HTML, and
 // our own collection of script, event-handler, remote-content and encoding tricks) in the item view
 // and checks in the browser that nothing ran and nothing was fetched from outside.
@@ -617,10 +592,10 @@ func TestHostileMailInBrowser(t *testing.T) {
 	app, base := consoleApp(t)
 	type mailCase struct{ file, mustContain string }
 	cases := []mailCase{
-		{"testdata/mail-edge/02-html-only-outlook.eml", "impresora"},
-		{"testdata/mail-edge/07-missing-final-boundary.eml", "videoconferencia"},
-		{"testdata/hostile/01-script-everywhere.eml", "correo institucional"},
-		{"testdata/hostile/02-encoded-tricks.eml", "inalámbrica"},
+		{mailDir + "02-html-only-outlook.eml", "impresora"},
+		{mailDir + "07-missing-final-boundary.eml", "videoconferencia"},
+		{mailDir + "01-script-everywhere.eml", "correo institucional"},
+		{mailDir + "02-encoded-tricks.eml", "inalámbrica"},
 	}
 	ids := make([]string, len(cases))
 	for i, c := range cases {

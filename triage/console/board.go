@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/ipn-cgsi/caud/triage"
+	"github.com/ipn-cgsi/caud/triage/audit"
 	"github.com/ipn-cgsi/caud/triage/queue"
+	"github.com/ipn-cgsi/caud/triage/search"
 )
 
 // queueLabels are the Spanish names of the four queues.
@@ -49,7 +51,55 @@ func (c *Console) board(w http.ResponseWriter, r *http.Request, s *req) {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "No se pudo leer el estado de las colas; intente de nuevo en unos segundos.")
 		return
 	}
-	c.render(w, r, s, http.StatusOK, "tablero", page{Title: "Tablero de colas", Nav: "tablero", Data: rows(stats)})
+	c.render(w, r, s, http.StatusOK, "tablero", page{Title: "Tablero de colas", Nav: "tablero",
+		Data: boardData{Rows: rows(stats), Mine: c.openLeases(ctx, s.User.Name)}})
+}
+
+type boardData struct {
+	Rows []boardRow
+	Mine []openLease
+}
+
+// openLease is an item the signed-in agent holds, so that closing the tab never loses it.
+type openLease struct {
+	Lease     string
+	RequestID string
+	Subject   string
+	Queue     string
+	ExpiresAt time.Time
+}
+
+// openLeases finds the agent's live leases: claimed requests of theirs in the search index, each
+// lease taken from the request's last claim in the audit trail and checked live. Best effort: an
+// error leaves the list short, never the board broken.
+func (c *Console) openLeases(ctx context.Context, agent string) []openLease {
+	if c.o.Search == nil || c.o.Trail == nil {
+		return nil
+	}
+	res, err := c.o.Search.Search(ctx, search.Query{State: "claimed", Limit: 200})
+	if err != nil {
+		return nil
+	}
+	var out []openLease
+	for _, sm := range res.Requests {
+		if sm.Agent != agent || len(out) >= 20 {
+			continue
+		}
+		ev, err := c.o.Trail.History(ctx, sm.ID)
+		if err != nil {
+			continue
+		}
+		for i := len(ev) - 1; i >= 0; i-- {
+			if ev[i].Type != audit.Claimed {
+				continue
+			}
+			if l, err := c.o.Queues.Lease(ctx, ev[i].Lease); err == nil && l.Agent == agent {
+				out = append(out, openLease{Lease: l.ID, RequestID: sm.ID, Subject: sm.Subject, Queue: l.Queue, ExpiresAt: l.ExpiresAt})
+			}
+			break
+		}
+	}
+	return out
 }
 
 func (c *Console) statsJSON(ctx context.Context) ([]byte, error) {

@@ -25,10 +25,10 @@ import (
 // offered as a download).
 const maxOriginal = 25 << 20
 
-// originalCSP is the policy of the sanitized mail document shown in the item view's iframe: no
+// OriginalCSP is the policy of the sanitized mail document shown in the item view's iframe: no
 // script, no plugin, no style, images only from data: URIs (remote content is blocked even if the
 // sanitizer missed it), no forms, and a sandbox (a unique origin: no cookies, no storage).
-const originalCSP = "default-src 'none'; img-src data:; style-src 'none'; form-action 'none'; base-uri 'none'; " +
+const OriginalCSP = "default-src 'none'; img-src data:; style-src 'none'; form-action 'none'; base-uri 'none'; " +
 	"frame-ancestors 'self'; sandbox"
 
 // downloadCSP sandboxes anything served for download, should a browser render it anyway.
@@ -59,6 +59,14 @@ func mailPolicy() *bluemonday.Policy {
 		}
 	})
 	return p
+}
+
+// SanitizeMail returns what the item view shows of a raw mail: its text part, and its HTML part
+// sanitized (to be served with OriginalCSP in a sandboxed frame). Tools that check the sanitizer
+// against outside corpora use it.
+func SanitizeMail(raw []byte) (text, html string) {
+	text, h, _ := mailParts(raw)
+	return text, mailPolicy().Sanitize(h)
 }
 
 // mailParts returns the first text/plain and text/html bodies of a mail, decoded to UTF-8. A mail
@@ -188,7 +196,7 @@ func (c *Console) originalHTML(w http.ResponseWriter, r *http.Request, s *req) {
 		}
 	}
 	h := w.Header()
-	h.Set("Content-Security-Policy", originalCSP)
+	h.Set("Content-Security-Policy", OriginalCSP)
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder
 	b.WriteString("<!doctype html><html lang=\"es-MX\"><head><meta charset=\"utf-8\"><title>Original</title></head><body>")
