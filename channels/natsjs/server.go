@@ -60,7 +60,7 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 		return nil, fmt.Errorf("embedded nats: store dir: %w", err)
 	}
 	if o.Listen != "" {
-		if _, port, err := net.SplitHostPort(o.Listen); err == nil && port != "0" {
+		if _, port, err := net.SplitHostPort(o.Listen); err == nil && port != "0" && port != "-1" { // 0 and -1: a random port
 			l, err := net.Listen("tcp", o.Listen)
 			if err != nil {
 				return nil, fmt.Errorf("embedded nats: listen on %s: %w (set nats.embedded.listen to another address, or \"\" for in-process only)", o.Listen, err)
