@@ -82,7 +82,7 @@ var (
 		"reinici*": 1.5, "apaga": 1.5, "atasc*": 2.5, "atora*": 2, "atorad*": 2, "parpade*": 2,
 		"incorrect*": 2, "invalid*": 2, "denegad*": 2.5, "forbidden": 3, "unavailable": 3, "timeout": 2.5,
 		"pantallazo": 2.5, "rechaz*": 2.5, "arrugad*": 2, "mancha*": 2, "fatal": 2.5, "pesim*": 2.5,
-		"horrible": 2, "inestable": 2.5, "parpadea": 2, "tildo": 2.5, "tilda": 2.5, "tildad*": 2.5, "fallid*": 2.5, "satura": 2.5, "satur*": 2, "blanco": 1.5, "cargando": 1.5,
+		"horrible": 2, "inestable": 2.5, "parpadea": 2, "tildo": 2.5, "tilda": 2.5, "tildad*": 2.5, "fallid*": 2.5, "satura": 2.5, "satur*": 2, "excedid*": 2, "regresa": 1.5, "regresan": 1.5, "blanco": 1.5, "cargando": 1.5,
 		"corta": 2, "cortan": 2,
 		"colgad*": 2, "petado": 2.5, "peta": 2, "cuelga": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
 		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
@@ -324,6 +324,19 @@ func classify(ci *clauseInfo, ws []string) {
 					break
 				}
 			}
+		}
+		// "ninguna extensión del piso tiene tono", "nadie puede conectarse"
+		if w == "ninguna" || w == "ninguno" || w == "nadie" {
+			for j := i + 1; j < len(ws) && j <= i+5; j++ {
+				if workVerbs.has(ws[j]) || lackVerbs.has(ws[j]) && j+1 < len(ws) && lackNouns.has(ws[j+1]) {
+					best(2.5, w+" … "+ws[j], false)
+					break
+				}
+			}
+		}
+		// "el sistema me saca": it throws the user out.
+		if (w == "saca" || w == "sacan" || w == "bota" || w == "tira") && i > 0 && ws[i-1] == "me" {
+			best(2.5, "me "+w, false)
 		}
 		if (w == "dejo" || w == "deja") && next == "de" {
 			best(3, w+" de", false)

@@ -20,10 +20,10 @@ func readExamplesFile(t testing.TB, path string) []Example {
 	return ex
 }
 
-// Floors sit slightly below what the default catalog achieves, so a regression fails the build.
-// requests.jsonl holds the 72 labelled fixtures; holdout.jsonl examples written for this package and
-// used while tuning; holdout2.jsonl examples written afterwards and never tuned on; holdout3.jsonl
-// 24 examples written by another engineer who never saw the catalog, never tuned on.
+// Floors sit slightly below what the catalogs achieve, so a regression fails the build.
+// requests.jsonl holds the 72 public fixtures (100 %); holdout*.jsonl and tuning/ were used while
+// tuning; untuned/ were written before tuning and are never looked at case by case: for them the
+// test logs only the aggregate figures (see untuned/README.md for which of them later became tuned).
 func TestEvaluate(t *testing.T) {
 	campus, err := LoadCatalogFile("testdata/campus_catalog.yaml")
 	if err != nil {
@@ -41,11 +41,20 @@ func TestEvaluate(t *testing.T) {
 		{"testdata/tuning/short_chat.jsonl", nil, 0.95, 0.95, 0.95, 0},
 		{"testdata/tuning/other_country_chat.jsonl", nil, 0.90, 0.95, 0.95, 0},
 		{"testdata/tuning/campus.jsonl", campus, 0.85, 0.90, 0.90, 0.05},
+		{"testdata/untuned/ipn_mixed.jsonl", nil, 0.95, 0.90, 0.93, 0.02},
+		{"testdata/untuned/ipn_mixed2.jsonl", nil, 0.92, 0.90, 0.93, 0.02},
+		{"testdata/untuned/ipn_mixed3.jsonl", nil, 0.90, 0.82, 0.90, 0.02},
+		{"testdata/untuned/short_chat.jsonl", nil, 0.95, 0.90, 0.93, 0.02},
+		{"testdata/untuned/other_country_chat.jsonl", nil, 0.93, 0.93, 0.93, 0.02},
+		{"testdata/untuned/campus.jsonl", campus, 0.95, 0.95, 0.90, 0.02},
 	}
 	engines := map[*Catalog]*Engine{nil: NewEngine(DefaultCatalog()), campus: NewEngine(campus)}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
 			r := Evaluate(engines[c.catalog], readExamplesFile(t, c.file))
+			if strings.Contains(c.file, "/untuned/") {
+				r.Misses = nil // aggregate figures only: these sets must stay unseen
+			}
 			var b strings.Builder
 			r.Format(&b)
 			t.Log("\n" + b.String())

@@ -61,13 +61,15 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 	if o.Attachments != nil {
 		att = &capture{reader: o.Attachments, maxBytes: o.MaxAttachmentReadBytes, maxFiles: o.MaxAttachmentsRead}
 	}
-	msg, err = normalizeSafe(raw, att.wrap(func(name, ct string, r io.Reader) (string, error) {
-		obj, err := s.sink.Archive(ctx, "email", ct, r)
-		if err != nil {
-			return "", err
-		}
-		return obj.Object, nil
-	}))
+	if len(msg.Attachments) > 0 { // without attachments the first pass already read everything
+		msg, err = normalizeSafe(raw, att.wrap(func(name, ct string, r io.Reader) (string, error) {
+			obj, err := s.sink.Archive(ctx, "email", ct, r)
+			if err != nil {
+				return "", err
+			}
+			return obj.Object, nil
+		}))
+	}
 	if err != nil {
 		if errors.Is(err, ErrUnparseable) {
 			return s.quarantine(uid, raw, ReasonUnparseable, err.Error())

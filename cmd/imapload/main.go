@@ -50,7 +50,7 @@ type config struct {
 	attachments bool
 	// mbsync, mailRoot, rounds: compare mode (see compare.go).
 	mbsync, mailRoot, mailOwner string
-	rounds                      int
+	rounds, workers             int
 }
 
 func run() int {
@@ -72,6 +72,7 @@ func run() int {
 	flag.StringVar(&c.mbsync, "mbsync", "mbsync", "compare mode: the mbsync binary (Debian isync)")
 	flag.StringVar(&c.mailRoot, "mail-root", "", "compare mode: the Dovecot mail root holding one Maildir per user (mail_location maildir:<root>/%n)")
 	flag.StringVar(&c.mailOwner, "mail-owner", "", "compare mode: user:group the Maildir files must belong to (Dovecot's mail_uid)")
+	flag.IntVar(&c.workers, "workers", 0, "adapter's concurrent messages per batch (0: the adapter's default)")
 	flag.IntVar(&c.rounds, "rounds", 3, "compare mode: interleaved rounds of caud and mbsync")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the adapter too, in-process) to the file")
 	flag.Parse()
@@ -223,7 +224,7 @@ func load(ctx context.Context, c config, log *slog.Logger) error {
 func adapterOptions(ctx context.Context, c config, h *natsjs.Handles, log *slog.Logger, user, name string) (imap.Options, error) {
 	o := imap.Options{
 		Name: name, Address: user, Host: c.imapAddr, TLS: imap.TLSInsecure, Username: user, Password: c.pass,
-		Folder: c.folder, State: h.State, Requests: h.Requests, JS: h.JS, Logger: log,
+		Folder: c.folder, State: h.State, Requests: h.Requests, JS: h.JS, Logger: log, Workers: c.workers,
 	}
 	if c.attachments {
 		r, err := memo.NewReader(ctx, memo.ReaderOptions{})
