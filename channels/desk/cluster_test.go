@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
@@ -68,3 +69,80 @@ func TestRacedDeskKeysOnR3GiveOneRequest(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// Node loss: desk clients keep submitting (each retrying a 503 with its key) while the node that
+// leads CAU_INBOUND stops. Every key gives exactly one request; the longest wait and the 503s are
+// the figures.
+func TestDeskThroughNodeLossOnR3(t *testing.T) {
+	c := natstest.StartCluster(t)
+	probe := natstest.OnNode(t, c, 0, natsjs.Topology{Replicas: 3})
+	ctx := context.Background()
+	leader := -1
+	for deadline := time.Now().Add(30 * time.Second); leader < 0 && time.Now().Before(deadline); {
+		if info, err := probe.Inbound.Info(ctx); err == nil && info.Cluster != nil {
+			for i := range c.URLs() {
+				if n := c.Node(i); n != nil && n.Name() == info.Cluster.Leader {
+					leader = i
+				}
+			}
+		}
+		if leader < 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no CAU_INBOUND leader")
+	}
+	h := natstest.OnNode(t, c, (leader+1)%3, natsjs.Topology{Replicas: 3}).Handles
+	d, err := desk.New(desk.Options{Sink: natsjs.NewSink(h, natsjs.SinkOptions{}), Units: units{}, Idempotency: h.Requests})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const clients, perClient = 4, 60
+	var mu sync.Mutex
+	var longest time.Duration
+	unavailable := 0
+	ids := map[string]bool{}
+	var wg sync.WaitGroup
+	stopAt := make(chan struct{})
+	for cl := range clients {
+		wg.Go(func() {
+			for k := range perClient {
+				if cl == 0 && k == perClient/3 {
+					close(stopAt)
+				}
+				body := fmt.Sprintf(`{"channel":"phone","description":"Sin red en el edificio %d-%d","idempotency_key":"perdida-%d-%d"}`, cl, k, cl, k)
+				start := time.Now()
+				for {
+					code, out := post(t, d, body)
+					if code == http.StatusCreated || code == http.StatusOK {
+						mu.Lock()
+						ids[out["id"].(string)] = true
+						longest = max(longest, time.Since(start))
+						mu.Unlock()
+						break
+					}
+					mu.Lock()
+					unavailable++
+					mu.Unlock()
+					if code != http.StatusServiceUnavailable || time.Since(start) > time.Minute {
+						t.Errorf("key %d-%d: %d %v", cl, k, code, out)
+						return
+					}
+				}
+			}
+		})
+	}
+	<-stopAt
+	c.Stop(leader)
+	wg.Wait()
+	info, err := h.Inbound.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("R3, node leading CAU_INBOUND stopped under %d desk clients: %d keys, %d requests, %d answers 503, longest wait for a request %s",
+		clients, clients*perClient, info.State.Msgs, unavailable, longest.Round(time.Millisecond))
+	if len(ids) != clients*perClient || info.State.Msgs != clients*perClient {
+		t.Fatalf("%d ids and %d requests for %d keys", len(ids), info.State.Msgs, clients*perClient)
+	}
+}

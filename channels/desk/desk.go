@@ -25,6 +25,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
 // Units checks a unit against the IPN unit list.
@@ -276,11 +277,16 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 
 // claimKey records rec under an idempotency key, or returns the record already there (nil when rec
 // was recorded). Several replicas may race for a key: the bucket's leader admits one create, and
-// the others read that record, waiting while it is still in flight.
+// the others read that record, waiting while it is still in flight. Each attempt is bounded and
+// retried, so a cluster node lost mid-request (a stream leader election) costs a retry, not the
+// whole PublishTimeout.
 func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemRecord, error) {
 	b, _ := json.Marshal(rec)
-	for attempt := 0; ; attempt++ {
-		_, err := d.o.Idempotency.Create(ctx, key, b)
+	p := retry.Policy{Initial: 20 * time.Millisecond, Max: 250 * time.Millisecond, Jitter: 0.3}
+	return retry.Do(ctx, p, func(ctx context.Context) (*idemRecord, error) {
+		actx, cancel := context.WithTimeout(ctx, keyAttempt)
+		defer cancel()
+		_, err := d.o.Idempotency.Create(actx, key, b)
 		if err == nil {
 			return nil, nil
 		}
@@ -288,26 +294,31 @@ func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemR
 			if r, ok := d.o.Sink.(channels.RefusalNoter); ok {
 				r.NoteRefusal(err)
 			}
+			if _, full := natsjs.ResourceRefusal(err); full {
+				// The store is full: answer at once (503, retry later), no point in waiting.
+				return nil, fmt.Errorf("%w: idempotency key: %w", retry.ErrPermanent, err)
+			}
 			return nil, fmt.Errorf("idempotency key: %w", err)
 		}
-		e, err := d.o.Idempotency.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			// The other create is still in flight (or failed): try again.
-			if err := natsjs.AwaitConflict(ctx, attempt); err != nil {
-				return nil, fmt.Errorf("idempotency key: %w", err)
-			}
-			continue
-		}
+		e, err := d.o.Idempotency.Get(actx, key)
 		if err != nil {
+			// Not found: the other create is still in flight (or failed); try again.
 			return nil, fmt.Errorf("idempotency key: %w", err)
 		}
 		var prev idemRecord
 		if err := json.Unmarshal(e.Value(), &prev); err != nil {
-			return nil, fmt.Errorf("idempotency key: decode: %w", err)
+			return nil, fmt.Errorf("%w: idempotency key: decode: %v", retry.ErrPermanent, err)
 		}
 		return &prev, nil
-	}
+	}, func(attempt int, err error, wait time.Duration) {
+		if attempt > 3 {
+			d.log.Warn("idempotency key, retrying", "attempt", attempt, "err", err, "in", wait)
+		}
+	})
 }
+
+// keyAttempt bounds one attempt at an idempotency record.
+const keyAttempt = 2 * time.Second
 
 // fingerprint identifies what a submission asks, to detect a key reused for something else.
 func fingerprint(s Submission) string {

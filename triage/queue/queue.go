@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
+	"github.com/ipn-cgsi/caud/channels/retry"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/audit"
 )
@@ -95,6 +96,7 @@ type Queues struct {
 	o    Options
 	log  *slog.Logger
 	cons map[string]jetstream.Consumer
+	redo chan func(context.Context) (natsjs.RequestState, error)
 }
 
 // ConsumerName is the durable consumer behind a queue.
@@ -125,7 +127,7 @@ func New(ctx context.Context, h *natsjs.Handles, nc *nats.Conn, o Options) (*Que
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queues{h: h, nc: nc, o: o, log: log, cons: map[string]jetstream.Consumer{}}
+	q := &Queues{h: h, nc: nc, o: o, log: log, cons: map[string]jetstream.Consumer{}, redo: make(chan func(context.Context) (natsjs.RequestState, error), 1024)}
 	for _, name := range triage.Outcomes {
 		c, err := h.Triaged.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       ConsumerName(name),
@@ -496,8 +498,10 @@ func (q *Queues) Leases(ctx context.Context) ([]Lease, error) {
 
 // Run renews, until ctx ends, the leases extended beyond one Lease period, so that JetStream keeps
 // the item as long as the agent asked. Any number of caud processes may run it: a renewal is an
-// in-progress ack (harmless twice) recorded with compare-and-set.
+// in-progress ack (harmless twice) recorded with compare-and-set. It also finishes the index writes
+// that failed in agents' calls (a full store).
 func (q *Queues) Run(ctx context.Context) error {
+	go q.redoIndex(ctx)
 	every := max(q.o.Lease/4, time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -755,15 +759,45 @@ func (q *Queues) setState(ctx context.Context, id string, seq uint64, fn func(*n
 	if id == "" {
 		return
 	}
-	_, err := natsjs.UpdateState(context.WithoutCancel(ctx), q.h.Requests, id, func(st *natsjs.RequestState) error {
-		if st.TriagedSeq > seq {
-			return natsjs.ErrUnchanged
+	update := func(ctx context.Context) (natsjs.RequestState, error) {
+		return natsjs.UpdateState(ctx, q.h.Requests, id, func(st *natsjs.RequestState) error {
+			if st.TriagedSeq > seq {
+				return natsjs.ErrUnchanged
+			}
+			fn(st)
+			return nil
+		})
+	}
+	// Retried (a full store, a leader election) for a few seconds in the call, then by Run until it
+	// lands, so the index stays truthful.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), indexRetry)
+	defer cancel()
+	if _, err := retry.Do(ictx, indexPolicy, update, nil); err != nil {
+		q.log.Warn("index state, retrying in the background", "id", id, "err", err)
+		select {
+		case q.redo <- update:
+		default:
+			q.log.Error("index state lost: too many pending index writes", "id", id)
 		}
-		fn(st)
-		return nil
-	})
-	if err != nil {
-		q.log.Warn("index state", "id", id, "err", err)
+	}
+}
+
+// indexRetry bounds the index write retries inside an agent's call; indexPolicy paces them.
+const indexRetry = 3 * time.Second
+
+var indexPolicy = retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Jitter: 0.3}
+
+// redoIndex retries, until they land or ctx ends, the index writes that failed in agents' calls.
+func (q *Queues) redoIndex(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case update := <-q.redo:
+			if _, err := retry.Do(ctx, indexPolicy, update, nil); err != nil && ctx.Err() == nil {
+				q.log.Error("index state", "err", err)
+			}
+		}
 	}
 }
 
