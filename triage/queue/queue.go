@@ -129,7 +129,7 @@ func New(ctx context.Context, h *natsjs.Handles, nc *nats.Conn, o Options) (*Que
 	}
 	q := &Queues{h: h, nc: nc, o: o, log: log, cons: map[string]jetstream.Consumer{}, redo: make(chan func(context.Context) (natsjs.RequestState, error), 1024)}
 	for _, name := range triage.Outcomes {
-		c, err := h.Triaged.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		c, err := natsjs.EnsureConsumer(ctx, h.Triaged, jetstream.ConsumerConfig{
 			Durable:       ConsumerName(name),
 			Description:   "agents' work queue " + name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -138,7 +138,7 @@ func New(ctx context.Context, h *natsjs.Handles, nc *nats.Conn, o Options) (*Que
 			MaxAckPending: 100000,
 			FilterSubject: natsjs.SubjectTriagedPrefix + name,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
+		}, natsjs.Topology{Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("queue %s consumer: %w", name, err)
 		}
