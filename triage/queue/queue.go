@@ -409,7 +409,7 @@ func (q *Queues) Done(ctx context.Context, leaseID, folio, noFolio string) error
 			st.Reason = "sin folio: " + noFolio
 		}
 	})
-	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio})
+	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio, Note: noFolio})
 	return nil
 }
 
