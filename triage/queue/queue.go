@@ -733,6 +733,9 @@ func (q *Queues) corrected(prev triage.Triage, r Reroute) (triage.Triage, error)
 		}
 	case triage.OutcomeInformativo:
 		t.Concept = triage.ConceptInformativo
+		if c, ok := cat.(interface{ Concept() string }); ok {
+			t.Concept = c.Concept() // the loaded catalog names its own concept
+		}
 	case triage.OutcomeNoCompetente:
 		o, ok := cat.Orientation(r.Target)
 		if !ok {
