@@ -141,7 +141,7 @@ func parseFlags(v *viper.Viper, args []string, def Config) (*string, error) {
 	fs.String("log-format", def.Log.Format, "text or json (log.format)")
 	fs.StringSlice("roles", def.Roles, "roles this process runs: intake, triage, queues (roles)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: caud [flags]\n\nFlags:\n%s\n", fs.FlagUsages())
+		fmt.Fprintf(fs.Output(), "Usage: caud [flags]\n\nFlags:\n%s      --version              print the version and exit\n\n", fs.FlagUsages())
 		fmt.Fprintf(fs.Output(), "Every configuration key can also be set as CAU_<KEY PATH>, e.g. CAU_NATS_URL.\n")
 	}
 	if err := fs.Parse(args); err != nil {

@@ -18,6 +18,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ipn-cgsi/caud/cmd/internal/version"
 )
 
 // Exit codes.
@@ -53,6 +55,7 @@ type app struct {
 	server  string
 	json    bool
 	timeout time.Duration
+	version bool
 }
 
 // newApp returns an app with the defaults: the real clock and zone, CAU_SERVER or defaultServer, 10s.
@@ -121,8 +124,11 @@ Opciones globales (también valen después del comando):
   --server URL      servidor caud (variable CAU_SERVER; predeterminado %s)
   --json            imprimir el JSON del servidor tal cual, para scripts
   --timeout DUR     tiempo máximo por llamada (predeterminado 10s)
+  --version         mostrar la versión y salir
 
-El token de acceso se toma de la variable CAU_TOKEN.
+El token de acceso se toma de la variable CAU_TOKEN; el nombre del agente, de CAU_AGENT.
+ASIGNACIÓN es el identificador que imprime «cauctl claim»; ID, el de la solicitud (lo imprimen
+«claim», «submit» y «find»).
 Códigos de salida: 0 correcto, 1 error del servidor, 2 uso incorrecto, 3 cola vacía (claim).
 Ayuda de un comando: cauctl COMANDO -h
 `, defaultServer)
@@ -139,6 +145,10 @@ func (a *app) main(args []string) int {
 		}
 		return a.usageErr("%s", flagMessage(err))
 	}
+	if a.version {
+		fmt.Fprintln(a.stdout, version.String("cauctl"))
+		return exitOK
+	}
 	rest := fs.Args()
 	if len(rest) == 0 {
 		a.usage(a.stderr)
@@ -146,8 +156,12 @@ func (a *app) main(args []string) int {
 	}
 	name := rest[0]
 	rest = rest[1:]
-	if name == "help" {
+	switch name {
+	case "help":
 		a.usage(a.stdout)
+		return exitOK
+	case "version", "--version", "-version":
+		fmt.Fprintln(a.stdout, version.String("cauctl"))
 		return exitOK
 	}
 	if isGroup(name) {
@@ -166,6 +180,7 @@ func (a *app) main(args []string) int {
 }
 
 func (a *app) globalFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&a.version, "version", a.version, "mostrar la versión y salir")
 	fs.StringVar(&a.server, "server", a.server, "servidor caud (variable CAU_SERVER)")
 	fs.BoolVar(&a.json, "json", a.json, "imprimir el JSON del servidor tal cual")
 	fs.DurationVar(&a.timeout, "timeout", a.timeout, "tiempo máximo por llamada")
@@ -181,10 +196,20 @@ func (a *app) flags(name, args string) *flag.FlagSet {
 	return fs
 }
 
-// help prints a command's usage and its flags, the command's own first, in Spanish.
+// help prints a command's usage, what it does, an example and its flags (the command's own first),
+// in Spanish.
 func (a *app) help(fs *flag.FlagSet) {
-	fmt.Fprintf(a.stdout, "Uso: cauctl %s %s\n\nOpciones:\n", fs.Name(), a.argsOf(fs.Name()))
-	global := map[string]bool{"server": true, "json": true, "timeout": true}
+	fmt.Fprintf(a.stdout, "Uso: cauctl %s %s\n\n", fs.Name(), a.argsOf(fs.Name()))
+	for _, c := range commands() {
+		if c.name == fs.Name() {
+			fmt.Fprintf(a.stdout, "%s.\n\n", strings.ToUpper(c.summary[:1])+c.summary[1:])
+		}
+	}
+	if ex := examples[fs.Name()]; ex != "" {
+		fmt.Fprintf(a.stdout, "Ejemplo:\n  %s\n\n", strings.ReplaceAll(ex, "\n", "\n  "))
+	}
+	fmt.Fprintf(a.stdout, "Opciones:\n")
+	global := map[string]bool{"server": true, "json": true, "timeout": true, "version": true}
 	var own, glob []*flag.Flag
 	fs.VisitAll(func(f *flag.Flag) {
 		if global[f.Name] {
@@ -234,6 +259,10 @@ func (a *app) parse(fs *flag.FlagSet, args []string, npos int, exact bool) (pos 
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
+	}
+	if a.version {
+		fmt.Fprintln(a.stdout, version.String("cauctl"))
+		return nil, exitOK, false
 	}
 	switch {
 	case len(pos) < npos:

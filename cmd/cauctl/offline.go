@@ -16,6 +16,8 @@ import (
 func offlineCommands() []command {
 	return []command{
 		{"catalog check", "ARCHIVO", "validar un catálogo YAML (sin servidor)", (*app).cmdCatalogCheck},
+		{"catalog services", "[--catalog ARCHIVO]", "listar los servicios SAI (valores de reroute --service) (sin servidor)", (*app).cmdCatalogServices},
+		{"catalog targets", "[--catalog ARCHIVO]", "listar los destinos de orientación (valores de reroute --target) (sin servidor)", (*app).cmdCatalogTargets},
 		{"triage explain", "[--catalog ARCHIVO] [--subject ASUNTO] TEXTO…", "explicar la decisión de triaje para un texto (sin servidor)", (*app).cmdTriageExplain},
 		{"mail check", "DIR [--expect manifest.jsonl] [--misses]", "leer una carpeta de correos .eml como lo haría el buzón e informar (sin servidor)", (*app).cmdMailCheck},
 		{"triage eval", "ARCHIVO.jsonl [--catalog ARCHIVO] [--model MODELO]", "medir el triaje contra ejemplos etiquetados (sin servidor)", (*app).cmdTriageEval},
@@ -37,6 +39,61 @@ func (a *app) cmdCatalogCheck(args []string) int {
 		return exitErr
 	}
 	fmt.Fprintf(a.stdout, "catálogo válido: %d servicios, versión %s\n", len(c.Services()), c.Version())
+	return exitOK
+}
+
+// catalogFor loads the catalog named by --catalog, or the embedded default; it reports false after
+// printing why it could not.
+func (a *app) catalogFor(name string, args []string) (*triage.Catalog, int, bool) {
+	fs := a.flags(name, "[--catalog ARCHIVO]")
+	file := fs.String("catalog", "", "catálogo YAML (predeterminado: el integrado en caud; use el mismo que el servidor)")
+	if _, code, ok := a.parse(fs, args, 0, true); !ok {
+		return nil, code, false
+	}
+	if *file == "" {
+		return triage.DefaultCatalog(), 0, true
+	}
+	c, err := triage.LoadCatalogFile(*file)
+	if err != nil {
+		a.catalogError(err)
+		return nil, exitErr, false
+	}
+	return c, 0, true
+}
+
+// cmdCatalogServices lists the SAI services: the ids reroute --service takes.
+func (a *app) cmdCatalogServices(args []string) int {
+	c, code, ok := a.catalogFor("catalog services", args)
+	if !ok {
+		return code
+	}
+	if a.json {
+		b, _ := json.Marshal(c.Services())
+		a.writeJSON(b)
+		return exitOK
+	}
+	fmt.Fprintf(a.stdout, "%-28s %-14s %s\n", "SERVICIO", "GRUPO", "NOMBRE")
+	for _, s := range c.Services() {
+		fmt.Fprintf(a.stdout, "%-28s %-14s %s\n", s.ID, s.Group, s.Name)
+	}
+	return exitOK
+}
+
+// cmdCatalogTargets lists the orientation targets: the values reroute --target takes.
+func (a *app) cmdCatalogTargets(args []string) int {
+	c, code, ok := a.catalogFor("catalog targets", args)
+	if !ok {
+		return code
+	}
+	if a.json {
+		b, _ := json.Marshal(c.Orientations())
+		a.writeJSON(b)
+		return exitOK
+	}
+	fmt.Fprintf(a.stdout, "%-16s %s\n", "DESTINO", "OFICINA")
+	for _, o := range c.Orientations() {
+		fmt.Fprintf(a.stdout, "%-16s %s\n", o.Target, o.Office)
+	}
 	return exitOK
 }
 

@@ -56,9 +56,7 @@ func (a *App) startConsole(ctx, runCtx context.Context, mux *http.ServeMux, lett
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	sessions, err := console.NewSessions(sctx, a.h.JS, cfg.NATS.Replicas, cfg.Console.SessionTTL)
-	cancel()
+	sessions, err := console.NewSessions(ctx, a.h.JS, cfg.NATS.Replicas, cfg.Console.SessionTTL)
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}

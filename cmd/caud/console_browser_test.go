@@ -24,7 +24,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/imap"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/cmd/internal/headless"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/console/accounts"
@@ -560,13 +562,35 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.step("agente-sin-supervision", chromedp.Navigate(base+"/supervision"), textHas("#error", "solo para supervisores"))
 	signOut(b)
 
+	// A dead letter for the supervisor to replay once its cause is fixed.
+	now := time.Now().UTC()
+	lost := channels.Request{ID: channels.NewIDs().New(now), Channel: channels.MediumPhone, ReceivedAt: now,
+		Text: "No puedo entrar a mi correo institucional, me marca contraseña incorrecta"}
+	body, _ = json.Marshal(lost)
+	letter := deadletter.NewMsg("triage", "dlq:test:"+lost.ID, "catálogo en mantenimiento (prueba)", body)
+	letter.Header.Set(deadletter.HeaderOrigSubject, natsjs.SubjectInboundPrefix+channels.ChannelDesk)
+	letter.Header.Set("ce-id", lost.ID)
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := deadletter.Publish(dctx, app.h.JS, letter); err != nil {
+		t.Fatal(err)
+	}
+	dcancel()
+
 	signIn(b, "sofia", "contrasena-sofia", "Sofía Ramírez")
 	b.step("supervision",
 		chromedp.Navigate(base+"/supervision"),
 		textIs("#catalogo-version", eng.Catalog().Version()),
 		textHas("#correcciones", "ana"),
 		textHas("#verificaciones", "nats"),
+		textHas("#cartas", "catálogo en mantenimiento (prueba)"),
 	)
+	b.step("carta-reenviada",
+		chromedp.Click(chromedp.CSS("#cartas button")),
+		pathIs("/supervision"),
+		textHas("#aviso", "Carta reenviada"),
+		chromedp.WaitVisible(chromedp.ID("sin-cartas")),
+	)
+	waitState(t, base, lost.ID, "queued", triage.OutcomeSAI)
 	signOut(b)
 	if d := b.dialogsSeen(); len(d) > 0 {
 		t.Errorf("JavaScript dialogs opened: %q", d)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ipn-cgsi/caud/cmd/internal/version"
 	"github.com/ipn-cgsi/caud/config"
 )
 
@@ -27,6 +28,12 @@ func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 const stopTimeout = 4 * time.Second
 
 func run(args []string, stderr io.Writer) int {
+	for _, a := range args {
+		if a == "--version" || a == "-version" {
+			fmt.Fprintln(os.Stdout, version.String("caud"))
+			return 0
+		}
+	}
 	cfg, err := config.Load(args)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0

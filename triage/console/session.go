@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // SessionBucket is the KV bucket of console sessions. It is owned by this package: keys are the
@@ -56,10 +58,11 @@ func NewSessions(ctx context.Context, js jetstream.JetStream, replicas int, ttl 
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	// Set up like the core topology: replicas starting together must not race each other's update.
+	kv, err := natsjs.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: SessionBucket, Description: "caud web console sessions", TTL: ttl,
 		Storage: jetstream.FileStorage, Replicas: replicas, History: 1,
-	})
+	}, natsjs.Topology{})
 	if err != nil {
 		return nil, fmt.Errorf("session bucket: %w", err)
 	}

@@ -1,0 +1,30 @@
+package main
+
+// examples holds one typical invocation per command, shown by «cauctl COMANDO -h».
+var examples = map[string]string{
+	"status":             "cauctl status",
+	"queues":             "cauctl queues --json",
+	"claim":              "cauctl claim sai --agent ana.ruiz",
+	"done":               "cauctl done 3f9c2a1b --folio SAI-2025-004512",
+	"release":            "cauctl release 3f9c2a1b",
+	"extend":             "cauctl extend 3f9c2a1b --for 30m",
+	"reroute":            "cauctl reroute 3f9c2a1b --outcome no_competente --target BECAS --note \"es una beca\"\ncauctl catalog targets   # destinos válidos; «catalog services» lista los servicios",
+	"show":               "cauctl show 01JD3ABCDEFGHJKMNPQRSTVWXY",
+	"find":               "cauctl find contraseña --unit ESCOM --state queued",
+	"submit":             "cauctl submit --channel phone --unit ESCOM --role docente --extension 52034 --description \"No puedo entrar a mi correo\"",
+	"memo":               "cauctl memo oficio-1234.pdf --email jefatura@ipn.mx",
+	"triage corrections": "cauctl triage corrections --out correcciones.jsonl",
+	"dlq list":           "cauctl dlq list",
+	"dlq replay":         "cauctl dlq replay 42",
+	"catalog check":      "cauctl catalog check mi-catalogo.yaml",
+	"catalog services":   "cauctl catalog services --catalog /etc/caud/catalogo.yaml",
+	"catalog targets":    "cauctl catalog targets",
+	"triage explain":     "cauctl triage explain \"no hay internet en la biblioteca\"",
+	"mail check":         "cauctl mail check ./correos --misses",
+	"triage eval":        "cauctl triage eval ejemplos.jsonl",
+	"triage learn":       "cauctl triage learn correcciones.jsonl --guard ejemplos.jsonl --out modelo.json",
+	"users add":          "cauctl users add ana.ruiz --role agente --display \"Ana Ruiz\"",
+	"users passwd":       "cauctl users passwd ana.ruiz",
+	"users disable":      "cauctl users disable ana.ruiz",
+	"users list":         "cauctl users list",
+}
