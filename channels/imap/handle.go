@@ -34,7 +34,7 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 	if size > o.MaxMessageBytes || int64(len(raw)) > o.MaxMessageBytes {
 		return s.quarantine(uid, raw, ReasonTooLarge, fmt.Sprintf("el mensaje mide %d bytes; el máximo es %d", size, o.MaxMessageBytes))
 	}
-	msg, err := Normalize(bytes.NewReader(raw), nil)
+	msg, err := normalizeSafe(raw, nil)
 	if err != nil {
 		return s.quarantine(uid, raw, ReasonUnparseable, err.Error())
 	}
@@ -65,7 +65,7 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 		att = &capture{reader: o.Attachments, maxBytes: o.MaxAttachmentReadBytes, maxFiles: o.MaxAttachmentsRead}
 	}
 	if len(msg.Attachments) > 0 { // without attachments the first pass already read everything
-		msg, err = Normalize(bytes.NewReader(raw), att.wrap(func(name, ct string, r io.Reader) (string, error) {
+		msg, err = normalizeSafe(raw, att.wrap(func(name, ct string, r io.Reader) (string, error) {
 			obj, err := s.sink.Archive(ctx, "email", ct, r)
 			if err != nil {
 				return "", err
