@@ -12,7 +12,7 @@ import (
 
 func TestDLQListAndReplay(t *testing.T) {
 	f := newFake(t, map[string]http.HandlerFunc{
-		"GET /api/v1/deadletters": reply(200, `{"deadletters":[{"seq":7,"stage":"triage","reason":"triage engine panic: catálogo dañado","original_subject":"cau.inbound.desk","request_id":"01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB","deliveries":"5","time":"2025-10-14T16:03:11Z"}]}`),
+		"GET /api/v1/deadletters":    reply(200, `{"deadletters":[{"seq":7,"stage":"triage","reason":"triage engine panic: catálogo dañado","original_subject":"cau.inbound.desk","request_id":"01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB","deliveries":"5","time":"2025-10-14T16:03:11Z"}]}`),
 		"GET /api/v1/spool/failures": reply(200, `{"spool_dir":"/var/lib/caud/spool","failures":[{"name":"oficio-12.pdf","failed_at":"2025-10-14T16:05:00Z","code":"encrypted","reason":"El PDF está protegido con contraseña."}]}`),
 	})
 	code, out, errOut := f.run("dlq", "list")
