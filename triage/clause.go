@@ -67,7 +67,7 @@ var (
 		conect* entr* dej* imprim* escane* respond* reconoc* detect* lleg* recib* envi* mand* suen* escuch*
 		guard* sincroniz* inici* ingres* acced* naveg* marc* actualiz* deja reproduc* proyect* suba sube subir
 		descarg* responde muestr* aparec* cierr* valid* autentic* registr* enfri* func* activ* sac* agarr*
-		lee detecta* jal* cargan autoriz* permit* funca anda andan camina sale salen gener* grab* resuelv*`)
+		lee detecta* jal* cargan disponible* autoriz* permit* funca anda andan camina sale salen gener* grab* resuelv*`)
 	// Nouns that, lacked ("no hay señal", "sin internet", "no tengo tono"), state a fault.
 	lackNouns = wordSet(`internet señal senal tono red conexion acceso imagen sonido audio linea servicio
 		wifi luz video respuesta corriente`)
@@ -86,7 +86,7 @@ var (
 		"corta": 2, "cortan": 2,
 		"colgad*": 2, "petado": 2.5, "peta": 2, "cuelga": 2, "mensaje de error": 0, "ruido": 1.5, "rayas": 2, "pegad*": 1.5, "lleno": 2, "llena": 2, "problema*": 1,
 		"saturad*": 1.5, "hackea*": 2.5, "suspendid*": 1.5, "desconfigur*": 2.5, "borro": 1.5, "perdi": 1,
-		"desaparec*": 2, "tarda": 1.5, "tardan": 1.5, "fuga": 1, "gotea": 1, "mal": 1, "raro": 1,
+		"desaparec*": 2, "equivocad*": 2.5, "tarda": 1.5, "tardan": 1.5, "fuga": 1, "gotea": 1, "mal": 1, "raro": 1, "rara": 1,
 		"403": 2, "404": 2, "500": 2, "502": 2, "503": 2,
 	})
 	// Verbs of asking, in the present or the conditional (a past "pedí" or "solicité" tells history).
@@ -338,7 +338,7 @@ func classify(ci *clauseInfo, ws []string) {
 		if (w == "saca" || w == "sacan" || w == "bota" || w == "tira") && i > 0 && ws[i-1] == "me" {
 			best(2.5, "me "+w, false)
 		}
-		if (w == "dejo" || w == "deja") && next == "de" {
+		if (w == "dejo" || w == "deja" || w == "dejan" || w == "dejaron") && next == "de" {
 			best(3, w+" de", false)
 		}
 		if w == "sigue" && (next == "sin" || next == "igual" || next == "fallando") {

@@ -32,6 +32,12 @@ func TestClauseLevelReading(t *testing.T) {
 		{"a handle is not a word", "", "@CGSI_IPN hola", OutcomeAclaracion, "", ""},
 		{"a vague short text", "", "tengo un problema con mi cuenta", OutcomeAclaracion, "", ""},
 		{"the call dropped", "", "Llama una persona, no dice de qué unidad es. Se cortó la llamada antes de dar su extensión.", OutcomeAclaracion, "", ""},
+		{"stopped working, plural", "", "Los altavoces de la computadora del aula dejaron de funcionar esta mañana.",
+			OutcomeSAI, KindFalla, "EQUIPO"},
+		{"not available is a fault", "", "Al abrir mi correo institucional aparece que el buzón no está disponible.",
+			OutcomeSAI, KindFalla, "CORREO"},
+		{"a wrong record is a fault", "", "El subdominio de nuestra escuela resuelve a una dirección equivocada.",
+			OutcomeSAI, KindFalla, "DNS"},
 	}
 	for _, c := range cases {
 		d := e.Decide(Input{Subject: c.subject, Text: c.text})
