@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
 // SessionBucket is the KV bucket of console sessions. It is owned by this package: keys are the
@@ -48,18 +50,20 @@ type Sessions struct {
 }
 
 // NewSessions creates or opens the session bucket with the given replicas; ttl is the longest a
-// session lasts (0 means 12 h, a working day with margin).
-func NewSessions(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration) (*Sessions, error) {
+// session lasts (0 means 12 h, a working day with margin). Like the core topology it retries
+// transient failures (a cluster still forming) until ctx ends; topo supplies the retry settings
+// and the callback that reports each wait.
+func NewSessions(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration, topo natsjs.Topology) (*Sessions, error) {
 	if ttl <= 0 {
 		ttl = 12 * time.Hour
 	}
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsjs.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: SessionBucket, Description: "caud web console sessions", TTL: ttl,
 		Storage: jetstream.FileStorage, Replicas: replicas, History: 1,
-	})
+	}, topo)
 	if err != nil {
 		return nil, fmt.Errorf("session bucket: %w", err)
 	}
