@@ -321,3 +321,16 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	})
 	return kv, err
 }
+
+// EnsureConsumer creates or updates a durable consumer on s, retrying a failed attempt (a
+// consumer leader not elected yet, no quorum, a timeout) with backoff until ctx ends, so that
+// replicas starting together on a cluster all come up. t supplies the retry settings.
+func EnsureConsumer(ctx context.Context, s jetstream.Stream, cfg jetstream.ConsumerConfig, t Topology) (jetstream.Consumer, error) {
+	t = t.withDefaults()
+	var c jetstream.Consumer
+	err := t.retry(ctx, "consumer "+cfg.Durable, func(actx context.Context) (err error) {
+		c, err = s.CreateOrUpdateConsumer(actx, cfg)
+		return err
+	})
+	return c, err
+}

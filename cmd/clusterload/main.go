@@ -322,14 +322,17 @@ func (h *harness) simultaneousStart() error {
 	}
 	readyAt := make([]time.Duration, len(h.reps))
 	ok := waitFor(3*time.Minute, func() bool {
-		all := true
+		all, alive := true, 0
 		for i, p := range h.reps {
 			if readyAt[i] == 0 && p.ready() {
 				readyAt[i] = time.Since(t0)
 			}
 			all = all && readyAt[i] != 0
+			if !p.exited() {
+				alive++
+			}
 		}
-		return all
+		return all || alive == 0
 	})
 	exits := 0
 	for _, p := range h.reps {
@@ -338,7 +341,9 @@ func (h *harness) simultaneousStart() error {
 		}
 	}
 	h.printf("SIMULTANEOUS START: %d replicas on a fresh R3 cluster: ready after %v; processes that exited: %d", len(h.reps), roundAll(readyAt), exits)
-	h.check(ok && exits == 0, "not every replica became ready")
+	if !ok || exits > 0 {
+		return fmt.Errorf("not every replica became ready (%d exited; see %s/caud-*/caud.log)", exits, h.dir)
+	}
 	return nil
 }
 
@@ -422,9 +427,15 @@ func (h *harness) countDesk() map[string]int {
 	return desk
 }
 
-// nodeLoss kills (SIGKILL) the node leading CAU_INBOUND under desk load, then brings it back.
+// nodeLoss takes a node away under desk load, then brings it back: SIGKILL of the node leading
+// CAU_INBOUND (the worst case: the stream must elect a new leader), SIGKILL of a follower, and
+// SIGTERM of the leader (nats-server hands its leaderships over first).
 func (h *harness) nodeLoss() error {
-	for _, sig := range []string{"SIGKILL", "SIGTERM"} {
+	for _, v := range []struct {
+		sig    string
+		leader bool
+	}{{"SIGKILL", true}, {"SIGKILL", false}, {"SIGTERM", true}} {
+		sig := v.sig
 		targets := func() []string {
 			var out []string
 			for _, p := range h.reps {
@@ -442,7 +453,10 @@ func (h *harness) nodeLoss() error {
 			wait()
 			return err
 		}
-		idx := h.cluster.Index(leader)
+		idx, role := h.cluster.Index(leader), "leader"
+		if !v.leader {
+			idx, role = (idx+1)%3, "follower"
+		}
 		at := time.Now()
 		if sig == "SIGKILL" {
 			h.cluster.Kill(idx)
@@ -473,8 +487,8 @@ func (h *harness) nodeLoss() error {
 				fivexx += n
 			}
 		}
-		h.printf("NODE LOSS (%s of %s, leader of CAU_INBOUND) under desk load of %d clients retrying with their key: intake pause %s (longest gap between accepted requests after the kill); slowest request %s; %d accepted in %s; answers %v (5xx or none: %d, each retried); lost %d, doubled %d",
-			sig, leader, h.o.clients, res.PauseAfter(at).Round(time.Millisecond), res.Slowest.Round(time.Millisecond), len(res.Accepted), res.Duration.Round(time.Millisecond), res.Statuses, fivexx, lost, doubled)
+		h.printf("NODE LOSS (%s of n%d, %s of CAU_INBOUND) under desk load of %d clients retrying with their key: intake pause %s (longest gap between accepted requests after the kill); slowest request %s; %d accepted in %s; answers %v (5xx or none: %d, each retried); lost %d, doubled %d",
+			sig, idx+1, role, h.o.clients, res.PauseAfter(at).Round(time.Millisecond), res.Slowest.Round(time.Millisecond), len(res.Accepted), res.Duration.Round(time.Millisecond), res.Statuses, fivexx, lost, doubled)
 		h.check(lost == 0 && doubled == 0, "node loss lost or doubled requests")
 		// Let the restarted node catch up before the next measurement.
 		if !waitFor(time.Minute, func() bool { return h.allReady() }) {

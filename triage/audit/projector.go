@@ -99,7 +99,7 @@ func NewProjector(ctx context.Context, o ProjectorOptions) (*Projector, error) {
 	p := &Projector{o: o, log: log}
 	h := o.Handles
 	add := func(name string, s jetstream.Stream, filter string, fn func(jetstream.Msg, *jetstream.MsgMetadata) []Event) error {
-		c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		c, err := natsjs.EnsureConsumer(ctx, s, jetstream.ConsumerConfig{
 			Durable:       Consumer,
 			Description:   "audit projector (shared by every caud replica)",
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -108,7 +108,7 @@ func NewProjector(ctx context.Context, o ProjectorOptions) (*Projector, error) {
 			MaxAckPending: max(4*o.Batch, 1000),
 			FilterSubject: filter,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
+		}, natsjs.Topology{Logger: log})
 		if err != nil {
 			return fmt.Errorf("audit projector %s consumer: %w", name, err)
 		}

@@ -60,6 +60,7 @@ func NewSessions(ctx context.Context, js jetstream.JetStream, replicas int, ttl 
 	if replicas <= 0 {
 		replicas = 1
 	}
+	// Set up like the core topology: replicas starting together must not race each other's update.
 	kv, err := natsjs.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: SessionBucket, Description: "caud web console sessions", TTL: ttl,
 		Storage: jetstream.FileStorage, Replicas: replicas, History: 1,

@@ -349,9 +349,9 @@ func durable(ctx context.Context, s jetstream.Stream, cfg jetstream.ConsumerConf
 		cfg.DeliverPolicy = info.Config.DeliverPolicy
 		cfg.OptStartTime = info.Config.OptStartTime
 		cfg.OptStartSeq = info.Config.OptStartSeq
-		return s.CreateOrUpdateConsumer(ctx, cfg)
+		return natsjs.EnsureConsumer(ctx, s, cfg, natsjs.Topology{})
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		return s.CreateOrUpdateConsumer(ctx, cfg)
+		return natsjs.EnsureConsumer(ctx, s, cfg, natsjs.Topology{})
 	default:
 		return nil, err
 	}

@@ -129,7 +129,7 @@ func New(ctx context.Context, h *natsjs.Handles, nc *nats.Conn, o Options) (*Que
 	}
 	q := &Queues{h: h, nc: nc, o: o, log: log, cons: map[string]jetstream.Consumer{}, redo: make(chan func(context.Context) (natsjs.RequestState, error), 1024)}
 	for _, name := range triage.Outcomes {
-		c, err := h.Triaged.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		c, err := natsjs.EnsureConsumer(ctx, h.Triaged, jetstream.ConsumerConfig{
 			Durable:       ConsumerName(name),
 			Description:   "agents' work queue " + name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -138,7 +138,7 @@ func New(ctx context.Context, h *natsjs.Handles, nc *nats.Conn, o Options) (*Que
 			MaxAckPending: 100000,
 			FilterSubject: natsjs.SubjectTriagedPrefix + name,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
+		}, natsjs.Topology{Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("queue %s consumer: %w", name, err)
 		}
@@ -409,7 +409,7 @@ func (q *Queues) Done(ctx context.Context, leaseID, folio, noFolio string) error
 			st.Reason = "sin folio: " + noFolio
 		}
 	})
-	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio})
+	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio, Note: noFolio})
 	return nil
 }
 
@@ -733,6 +733,9 @@ func (q *Queues) corrected(prev triage.Triage, r Reroute) (triage.Triage, error)
 		}
 	case triage.OutcomeInformativo:
 		t.Concept = triage.ConceptInformativo
+		if c, ok := cat.(interface{ Concept() string }); ok {
+			t.Concept = c.Concept() // the loaded catalog names its own concept
+		}
 	case triage.OutcomeNoCompetente:
 		o, ok := cat.Orientation(r.Target)
 		if !ok {

@@ -99,7 +99,7 @@ func New(ctx context.Context, h *natsjs.Handles, o Options) (*Worker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cons, err := h.Inbound.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := natsjs.EnsureConsumer(ctx, h.Inbound, jetstream.ConsumerConfig{
 		Durable:     natsjs.ConsumerTriage,
 		Description: "triage workers (shared by every caud replica)",
 		AckPolicy:   jetstream.AckExplicitPolicy,
@@ -111,7 +111,7 @@ func New(ctx context.Context, h *natsjs.Handles, o Options) (*Worker, error) {
 		FilterSubject: natsjs.SubjectInboundPrefix + ">",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		BackOff:       nil,
-	})
+	}, natsjs.Topology{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("triage consumer: %w", err)
 	}
