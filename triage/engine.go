@@ -828,7 +828,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	if content < th.MinWords {
 		// Too few words: only a clear, single candidate is decided.
 		if best < minScore || second > 0.6*best {
-			return e.aclaracion(out, s, cands, fmt.Sprintf("texto insuficiente (%d palabras significativas)", content))
+			return e.aclaracion(out, s, cands, insufficientText(content))
 		}
 	}
 	// no_competente needs clear evidence: a strong target that clearly beats every CGSI candidate;
@@ -1101,4 +1101,15 @@ func confidence(best, runner, threshold float64) float64 {
 	}
 	c := strength * (0.6 + 0.4*margin)
 	return math.Round(100*math.Min(1, math.Max(0, c))) / 100
+}
+
+// insufficientText explains an aclaracion for too little text, in Spanish for the agent.
+func insufficientText(words int) string {
+	switch words {
+	case 0:
+		return "texto insuficiente: ninguna palabra significativa"
+	case 1:
+		return "texto insuficiente: una sola palabra significativa"
+	}
+	return fmt.Sprintf("texto insuficiente: solo %d palabras significativas", words)
 }

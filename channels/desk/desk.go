@@ -99,7 +99,9 @@ type Submission struct {
 	Confirm        bool   `json:"confirm"`
 }
 
-// Limits of the desk form.
+// Limits of the desk form. MaxDescription is the one limit of a description, in characters, for
+// every way of submitting one (API, cauctl, the console's phone intake); the HTTP body limit
+// (http.max_body_bytes, 1 MiB) only bounds the envelope and is never the one that refuses a text.
 const (
 	MaxDescription = 20000
 	maxName        = 200

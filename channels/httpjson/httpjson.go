@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 )
 
@@ -34,8 +35,9 @@ func Fail(w http.ResponseWriter, status int, msg string) {
 	Write(w, status, Error{Error: msg})
 }
 
-// ErrTooLarge is returned by Decode for a body over the limit; answer it with 413.
-var ErrTooLarge = errors.New("body too large")
+// ErrTooLarge is returned by Decode for a body over the limit; answer it with 413. Its text is
+// Spanish, like every message of this package: it reaches agents as is.
+var ErrTooLarge = errors.New("el cuerpo es demasiado grande")
 
 // Decode reads at most limit bytes of JSON into v, rejecting unknown fields and trailing data. An
 // empty body decodes to the zero value when allowEmpty is set. Error messages are in Spanish, fit to
@@ -54,9 +56,9 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("%w: el cuerpo excede %d bytes", ErrTooLarge, limit)
+			return nil, fmt.Errorf("%w: excede el máximo de %s", ErrTooLarge, Size(limit))
 		}
-		return nil, fmt.Errorf("no se pudo leer el cuerpo: %v", err)
+		return nil, errors.New("no se pudo leer el cuerpo de la petición; intente de nuevo")
 	}
 	return data, nil
 }
@@ -78,19 +80,97 @@ func DecodeBytes(data []byte, v any, allowEmpty bool) error {
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return errors.New("JSON mal formado: el objeto está incompleto")
 		case errors.As(err, &se):
-			return fmt.Errorf("JSON mal formado en el byte %d: %v", se.Offset, err)
+			return fmt.Errorf("JSON mal formado cerca del carácter %d", se.Offset)
+		case errors.As(err, &te) && te.Field == "":
+			return errors.New("el cuerpo debe ser un objeto JSON")
 		case errors.As(err, &te):
-			return fmt.Errorf("el campo %q debe ser de tipo %s", te.Field, te.Type)
+			return fmt.Errorf("el campo %q debe ser %s", te.Field, spanishKind(te.Type))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return fmt.Errorf("campo desconocido %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		default:
-			return fmt.Errorf("JSON inválido: %v", err)
+			return errors.New("JSON inválido")
 		}
 	}
 	if dec.More() {
 		return errors.New("JSON inválido: hay datos después del objeto")
 	}
 	return nil
+}
+
+// spanishKind names what a JSON value of Go type t must be, for an agent ("un número").
+func spanishKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "texto"
+	case reflect.Bool:
+		return "verdadero o falso"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "un número entero"
+	case reflect.Float32, reflect.Float64:
+		return "un número"
+	case reflect.Slice, reflect.Array:
+		return "una lista"
+	case reflect.Pointer:
+		return spanishKind(t.Elem())
+	}
+	return "un objeto"
+}
+
+// Size writes a byte count the way people read it: "1 MiB", "256 KiB", "900 bytes".
+func Size(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// APIErrors answers, under prefix, the mux's own plain-text 404 and 405 as JSON errors in Spanish,
+// like every other answer of the API; other paths and every matched route pass through untouched.
+func APIErrors(prefix string, mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, prefix) {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			allow := probe.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			Fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s no acepta el método %s; use %s", r.URL.Path, r.Method, allow))
+		case http.StatusNotFound:
+			Fail(w, http.StatusNotFound, "no existe "+r.URL.Path+" en la API")
+		default:
+			mux.ServeHTTP(w, r) // a redirect (trailing slash, cleaned path): as the mux answers it
+		}
+	})
+}
+
+// statusProbe records the status and headers a handler would answer, discarding the body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // DecodeOrFail is Decode that answers the error itself (413 or 400) and reports whether to go on.

@@ -7,14 +7,83 @@ import (
 	"io"
 	"sync"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/ipn-cgsi/caud/channels"
 )
 
 // Attachment reading: PDF and image attachments are read (Options.Attachments, the memo pipeline)
 // before the request is published, within Options.AttachmentTimeout per mail, so that their text
-// reaches the triage and an attached oficio fills the memo fields. The mailbox is not held for
-// longer than that bound: an attachment not read in time is published unread (Unread: timeout),
-// and the rest of the batch is handled meanwhile by the other workers.
+// reaches the triage and an attached oficio fills the memo fields. The mailbox does not wait for
+// it: such a mail is read and published in the background (deferPublish) while the session goes
+// on with the mails after it; it is left in the folder, and the checkpoint stays below it, until
+// it is published; then the next sync finds it again, knows it by its Message-ID and files it.
+// An attachment not read in time is published unread (Unread: timeout). A session that ends
+// meanwhile loses nothing: the next one reads the mail again (the publish is idempotent).
+
+// deferredSet is the set of UIDs being read in the background. Safe for concurrent use.
+type deferredSet struct {
+	mu   sync.Mutex
+	uids map[uint32]bool
+	// done holds the outcome of a background publish until the mail is filed.
+	done map[uint32]outcome
+}
+
+// take returns (and forgets) the outcome a background publish left for uid.
+func (d *deferredSet) take(uid imap.UID) (outcome, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out, ok := d.done[uint32(uid)]
+	delete(d.done, uint32(uid))
+	return out, ok
+}
+
+func (d *deferredSet) finish(uid imap.UID, out outcome) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.uids, uint32(uid))
+	if out == outFailed {
+		return // handled again from the start
+	}
+	if d.done == nil {
+		d.done = map[uint32]outcome{}
+	}
+	d.done[uint32(uid)] = out
+}
+
+func (d *deferredSet) has(uid imap.UID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.uids[uint32(uid)]
+}
+
+func (d *deferredSet) set(uid imap.UID, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.uids == nil {
+		d.uids = map[uint32]bool{}
+	}
+	d.uids[uint32(uid)] = on
+}
+
+// deferPublish reads the mail's attachments and publishes its request in the background, then
+// wakes the session so that the mail is filed.
+func (s *session) deferPublish(uid imap.UID, req *channels.Request, c *capture, msg *Message, raw []byte, key string) {
+	s.deferred.set(uid, true)
+	go func() {
+		s.readAttachments(req, c)
+		out, err := s.publish(uid, req, msg, raw, key)
+		if err != nil {
+			s.m.log.Warn("mail with attachments not published; retried on the next sync", "uid", uid, "err", err)
+			out = outFailed
+		}
+		s.deferred.finish(uid, out)
+		select {
+		case s.newMail <- struct{}{}:
+		default:
+		}
+	}()
+}
 
 // capture keeps the bytes of the attachments the reader reads, by archive object, while the
 // second Normalize pass streams them into the archive.

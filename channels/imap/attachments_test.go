@@ -97,3 +97,57 @@ func TestAttachmentReadingIsBounded(t *testing.T) {
 		t.Fatalf("requests %+v", reqs)
 	}
 }
+
+// gatedReader reads nothing until release is closed.
+type gatedReader struct{ release chan struct{} }
+
+func (gatedReader) Reads(string, string, int64) bool { return true }
+func (g gatedReader) ReadAttachment(ctx context.Context, _ string, _ []byte) (channels.AttachmentText, error) {
+	select {
+	case <-g.release:
+		return channels.AttachmentText{Text: "Solicito la instalación de nodos de red en el laboratorio.", Method: "text", Pages: 1}, nil
+	case <-ctx.Done():
+		return channels.AttachmentText{}, ctx.Err()
+	}
+}
+
+// TestMailBeingReadDoesNotHoldTheMailbox: while one mail's attachment is being read, the mails
+// after it are published and filed; the read one is published once read, then filed, and the
+// checkpoint passes it only then.
+func TestMailBeingReadDoesNotHoldTheMailbox(t *testing.T) {
+	env := startNATS(t)
+	srv := startMemServer(t, serverOpts{})
+	c := dialIMAP(t, srv.Addr)
+	g := gatedReader{release: make(chan struct{})}
+	o := env.options(srv.Addr)
+	o.Attachments, o.AttachmentTimeout = g, time.Minute
+	appendRaw(t, c, "INBOX", mailWith("slow-2", "Oficio", "Adjunto el oficio.", "oficio.pdf", "application/pdf", []byte("%PDF-1.4 whatever")))
+	for i := range 3 {
+		appendRaw(t, c, "INBOX", synthMail(200+i))
+	}
+	r := runMailbox(t, o, env.Sink)
+	waitFor(t, time.Minute, "the 3 plain mails", func() bool { return r.mb.Stats().Published == 3 })
+	waitFor(t, time.Minute, "the plain mails filed", func() bool { return folderCount(t, c, "INBOX") == 1 })
+	if cp, err := loadCheckpoint(context.Background(), env.State, o.Name); err != nil || cp.cp.LastUID != 0 {
+		t.Fatalf("checkpoint %+v (%v) passed the mail still being read", cp.cp, err)
+	}
+	close(g.release)
+	waitFor(t, time.Minute, "the read mail", func() bool { return r.mb.Stats().Published == 4 })
+	waitFor(t, time.Minute, "inbox emptied", func() bool { return folderCount(t, c, "INBOX") == 0 })
+	waitFor(t, time.Minute, "checkpoint past the read mail", func() bool {
+		cp, err := loadCheckpoint(context.Background(), env.State, o.Name)
+		return err == nil && cp.cp.LastUID >= 1 && cp.cp.Move == nil
+	})
+	if n := folderCount(t, c, "Procesados"); n != 4 {
+		t.Errorf("Procesados holds %d, want 4", n)
+	}
+	var read *channels.Request
+	for _, req := range env.inbound(t) {
+		if req.Source.MessageID == "<slow-2@ipn.mx>" {
+			read = &req
+		}
+	}
+	if read == nil || len(read.Attachments) != 1 || read.Attachments[0].Method != "text" || env.inboundCount(t) != 4 {
+		t.Fatalf("read mail %+v, %d requests", read, env.inboundCount(t))
+	}
+}

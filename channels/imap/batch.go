@@ -34,7 +34,9 @@ func (s *session) sync() error {
 		}
 		var todo []pending
 		for _, b := range bufs {
-			if uint32(b.UID) > last { // "n:*" always includes the highest UID, even below n
+			// "n:*" always includes the highest UID, even below n; a mail whose attachments are
+			// being read is handled again (as a duplicate, then filed) once they are.
+			if uint32(b.UID) > last && !s.deferred.has(b.UID) {
 				todo = append(todo, pending{uid: b.UID, size: b.RFC822Size})
 			}
 		}
@@ -87,6 +89,7 @@ type outcome int
 const (
 	outFailed outcome = iota
 	outGone
+	outDeferred // attachments being read in the background: neither filed nor checkpointed yet
 	outProcessed
 	outSuppressed
 	outQuarantined
@@ -206,6 +209,10 @@ func (s *session) prepare(batch []pending, last uint32) (*prepared, error) {
 	b := &prepared{n: len(batch), groups: map[outcome]imap.UIDSet{}, newLast: last, dFetch: dFetch, dHandle: time.Since(tHandle)}
 	prefix := true
 	for _, r := range results {
+		if r.out == outDeferred {
+			prefix = false // the checkpoint stays below it until it is published and filed
+			continue
+		}
 		if r.out == outFailed {
 			prefix = false
 			if b.firstErr == nil {

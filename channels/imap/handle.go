@@ -28,10 +28,13 @@ const (
 func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) {
 	o := s.m.o
 	ctx := s.ctx
+	if out, ok := s.deferred.take(uid); ok {
+		return out, nil // published in the background (attachments read); now it is filed
+	}
 	if size > o.MaxMessageBytes || int64(len(raw)) > o.MaxMessageBytes {
 		return s.quarantine(uid, raw, ReasonTooLarge, fmt.Sprintf("el mensaje mide %d bytes; el máximo es %d", size, o.MaxMessageBytes))
 	}
-	msg, err := Normalize(bytes.NewReader(raw), nil)
+	msg, err := normalizeSafe(raw, nil)
 	if err != nil {
 		return s.quarantine(uid, raw, ReasonUnparseable, err.Error())
 	}
@@ -62,7 +65,7 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 		att = &capture{reader: o.Attachments, maxBytes: o.MaxAttachmentReadBytes, maxFiles: o.MaxAttachmentsRead}
 	}
 	if len(msg.Attachments) > 0 { // without attachments the first pass already read everything
-		msg, err = Normalize(bytes.NewReader(raw), att.wrap(func(name, ct string, r io.Reader) (string, error) {
+		msg, err = normalizeSafe(raw, att.wrap(func(name, ct string, r io.Reader) (string, error) {
 			obj, err := s.sink.Archive(ctx, "email", ct, r)
 			if err != nil {
 				return "", err
@@ -83,7 +86,19 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 	if req == nil {
 		return s.quarantine(uid, raw, ReasonEmpty, "el mensaje no tiene texto, asunto ni adjuntos")
 	}
-	s.readAttachments(req, att)
+	if att != nil && len(att.files) > 0 {
+		// Read in the background so that the mailbox goes on; published when read (or when
+		// AttachmentTimeout ends the reading).
+		s.deferPublish(uid, req, att, msg, raw, key.String())
+		return outDeferred, nil
+	}
+	return s.publish(uid, req, msg, raw, key.String())
+}
+
+// publish publishes a request built from the mail and indexes its Message-ID.
+func (s *session) publish(uid imap.UID, req *channels.Request, msg *Message, raw []byte, key string) (outcome, error) {
+	o := s.m.o
+	ctx := s.ctx
 	rec, err := s.sink.Publish(ctx, channels.Submission{
 		Request: req, Subject: o.Channel, MsgID: MsgID(msg.MessageID, raw), Source: s.m.source,
 		Original: raw, OriginalType: "message/rfc822",
@@ -101,7 +116,7 @@ func (s *session) handle(uid imap.UID, size int64, raw []byte) (outcome, error) 
 			id = orig
 		}
 	}
-	if _, err := o.Requests.Create(ctx, key.String(), []byte(id)); err != nil && !isConflict(err) {
+	if _, err := o.Requests.Create(ctx, key, []byte(id)); err != nil && !isConflict(err) {
 		return outFailed, fmt.Errorf("index message-id: %w", err)
 	}
 	if rec.Duplicate {

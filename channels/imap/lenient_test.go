@@ -1,6 +1,8 @@
 package imap
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +87,15 @@ func TestCleanMailHasNoDefects(t *testing.T) {
 		if v.Message == nil || len(v.Message.Defects) > 0 {
 			t.Errorf("%s: %s, defects %v", p, v.Outcome, v.Message.Defects)
 		}
+	}
+}
+
+// TestReaderPanicIsUnparseable: should the reader ever fail on a mail, that mail is quarantined
+// with the reason, and the mailbox goes on.
+func TestReaderPanicIsUnparseable(t *testing.T) {
+	raw := []byte("From: a@ipn.mx\nContent-Type: application/pdf; name=x.pdf\n\n%PDF-1.4\n")
+	_, err := normalizeSafe(raw, func(name, ct string, r io.Reader) (string, error) { panic("boom") })
+	if !errors.Is(err, ErrUnparseable) || !errors.Is(err, ErrReaderPanic) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err %q", err)
 	}
 }

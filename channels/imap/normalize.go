@@ -396,8 +396,10 @@ func parseMediaType(v string) (mt string, params map[string]string, bad bool) {
 		if strings.HasPrefix(val, "\"") {
 			if end := strings.IndexByte(val[1:], '"'); end >= 0 {
 				val = val[1 : end+1]
+			} else if f := strings.Fields(val[1:]); len(f) > 0 {
+				val = f[0] // an unclosed quote ends at the first blank
 			} else {
-				val = strings.Fields(val[1:] + " ")[0]
+				val = ""
 			}
 		} else if f := strings.Fields(val); len(f) > 0 {
 			val = f[0]

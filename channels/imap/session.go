@@ -41,6 +41,8 @@ type session struct {
 	idle    bool
 	move    bool
 	uidplus bool
+	// deferred are the UIDs whose attachments are being read in the background (attachments.go).
+	deferred deferredSet
 }
 
 // do runs one IMAP command with a timeout. go-imap waits forever for the first byte of an answer

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -38,7 +39,7 @@ func Assess(raw []byte, maxBytes int64) Verdict {
 		return Verdict{Outcome: VerdictQuarantined, Reason: ReasonTooLarge,
 			Detail: fmt.Sprintf("el mensaje mide %d bytes; el máximo es %d", len(raw), maxBytes)}
 	}
-	msg, err := Normalize(bytes.NewReader(raw), nil)
+	msg, err := normalizeSafe(raw, nil)
 	if err != nil {
 		return Verdict{Outcome: VerdictQuarantined, Reason: ReasonUnparseable, Detail: err.Error()}
 	}
@@ -151,4 +152,20 @@ func SplitRequest(m *Message) Split {
 	}
 	sp.Quoted = ""
 	return sp
+}
+
+// ErrReaderPanic is wrapped (with ErrUnparseable) when the reader itself failed on a message: the
+// message is quarantined with the reason instead of crashing the daemon and blocking the mailbox.
+var ErrReaderPanic = errors.New("mail reader failed")
+
+// normalizeSafe is Normalize turning a panic of the reader (a bug, found by no fuzzer yet) into
+// an unparseable message, so that one mail can never stop the mailbox.
+func normalizeSafe(raw []byte, att AttachmentFunc) (m *Message, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// One line: the reason travels in a dead-letter header; the original is archived.
+			m, err = nil, fmt.Errorf("%w: %w: %v", ErrUnparseable, ErrReaderPanic, r)
+		}
+	}()
+	return Normalize(bytes.NewReader(raw), att)
 }

@@ -13,12 +13,12 @@ import (
 
 // FailedFile is a spool file that did not become a request, as failed/NAME.reason.txt records it.
 type FailedFile struct {
-	Name     string
-	FailedAt time.Time
-	Code     string // machine reason (e.g. ocr_empty, too_large)
-	Detail   string
+	Name     string    `json:"name"`
+	FailedAt time.Time `json:"failed_at"`
+	Code     string    `json:"code"` // machine reason (e.g. ocr_empty, too_large)
+	Detail   string    `json:"detail"`
 	// Spanish is the reason for people.
-	Spanish string
+	Spanish string `json:"reason"`
 }
 
 // Failures lists the files in the spool's failed/ folder with their reasons, newest first, at most

@@ -63,6 +63,8 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// Warning: the check passes but needs attention (a refused catalog reload).
+	Warning bool `json:"warning"`
 	// Since is when the check last changed state (RFC 3339), or empty.
 	Since string `json:"since"`
 }

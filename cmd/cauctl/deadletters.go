@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -29,6 +30,25 @@ func (c *Client) DeadLetters(ctx context.Context) ([]DeadLetter, []byte, error) 
 	return out.Deadletters, raw, err
 }
 
+// SpoolFailure is a scanned memo that did not become a request, as GET /api/v1/spool/failures
+// lists it.
+type SpoolFailure struct {
+	Name     string    `json:"name"`
+	FailedAt time.Time `json:"failed_at"`
+	Code     string    `json:"code"`
+	Reason   string    `json:"reason"`
+}
+
+// SpoolFailures calls GET /api/v1/spool/failures.
+func (c *Client) SpoolFailures(ctx context.Context) (string, []SpoolFailure, []byte, error) {
+	var out struct {
+		SpoolDir string         `json:"spool_dir"`
+		Failures []SpoolFailure `json:"failures"`
+	}
+	raw, err := c.json(ctx, http.MethodGet, "/api/v1/spool/failures", nil, &out, http.StatusOK)
+	return out.SpoolDir, out.Failures, raw, err
+}
+
 // ReplayDeadLetter calls POST /api/v1/deadletters/{seq}/replay.
 func (c *Client) ReplayDeadLetter(ctx context.Context, seq uint64) ([]byte, error) {
 	var out struct{}
@@ -51,21 +71,42 @@ func (a *app) cmdDLQ(args []string) int {
 	if err != nil {
 		return a.fail(err, c, nil, "")
 	}
+	// The memo files that failed live in the spool, not in CAU_DLQ: listed here too, so this is the
+	// one place that shows everything that could not be processed.
+	spool, failures, rawSpool, err := c.SpoolFailures(ctx)
+	if err != nil {
+		return a.fail(err, c, nil, "")
+	}
 	if a.json {
-		a.writeJSON(raw)
+		a.writeJSON([]byte(`{"deadletters":` + string(jsonMember(raw, "deadletters")) + `,"spool_failures":` + string(jsonMember(rawSpool, "failures")) + `}`))
 		return exitOK
 	}
-	if len(letters) == 0 {
-		fmt.Fprintln(a.stdout, "No hay mensajes fallidos.")
+	if len(letters) == 0 && len(failures) == 0 {
+		fmt.Fprintln(a.stdout, "No hay mensajes fallidos ni oficios fallidos.")
 		return exitOK
 	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEC\tETAPA\tCUÁNDO\tSOLICITUD\tMOTIVO")
-	for _, d := range letters {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.Seq, d.Stage, a.when(d.Time), d.RequestID, d.Reason)
+	if len(letters) > 0 {
+		tw := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEC\tETAPA\tCUÁNDO\tSOLICITUD\tMOTIVO")
+		for _, d := range letters {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.Seq, d.Stage, a.when(d.Time), d.RequestID, d.Reason)
+		}
+		_ = tw.Flush()
+		fmt.Fprintln(a.stdout, "\nReprocesar uno, una vez corregida la causa: cauctl dlq replay SEC")
 	}
-	_ = tw.Flush()
-	fmt.Fprintln(a.stdout, "\nReprocesar uno, una vez corregida la causa: cauctl dlq replay SEC")
+	if len(failures) > 0 {
+		if len(letters) > 0 {
+			fmt.Fprintln(a.stdout)
+		}
+		fmt.Fprintf(a.stdout, "Oficios que no se convirtieron en solicitud (%s/failed):\n", spool)
+		tw := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "ARCHIVO\tCUÁNDO\tMOTIVO")
+		for _, f := range failures {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, a.when(f.FailedAt), f.Reason)
+		}
+		_ = tw.Flush()
+		fmt.Fprintln(a.stdout, "\nReprocesar uno: corregirlo (o escanearlo de nuevo) y dejarlo otra vez en la carpeta de entrada.")
+	}
 	return exitOK
 }
 
@@ -96,4 +137,13 @@ func (a *app) cmdDLQReplay(args []string) int {
 	}
 	fmt.Fprintf(a.stdout, "Reprocesado: el mensaje %d volvió a su etapa.\n", seq)
 	return exitOK
+}
+
+// jsonMember returns the raw value of member name of the JSON object raw, or [] when absent.
+func jsonMember(raw []byte, name string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m[name] == nil {
+		return json.RawMessage("[]")
+	}
+	return m[name]
 }

@@ -12,14 +12,17 @@ import (
 
 func TestDLQListAndReplay(t *testing.T) {
 	f := newFake(t, map[string]http.HandlerFunc{
-		"GET /api/v1/deadletters": reply(200, `{"deadletters":[{"seq":7,"stage":"triage","reason":"triage engine panic: catálogo dañado","original_subject":"cau.inbound.desk","request_id":"01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB","deliveries":"5","time":"2025-10-14T16:03:11Z"}]}`),
+		"GET /api/v1/deadletters":    reply(200, `{"deadletters":[{"seq":7,"stage":"triage","reason":"triage engine panic: catálogo dañado","original_subject":"cau.inbound.desk","request_id":"01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB","deliveries":"5","time":"2025-10-14T16:03:11Z"}]}`),
+		"GET /api/v1/spool/failures": reply(200, `{"spool_dir":"/var/lib/caud/spool","failures":[{"name":"oficio-12.pdf","failed_at":"2025-10-14T16:05:00Z","code":"encrypted","reason":"El PDF está protegido con contraseña."}]}`),
 	})
 	code, out, errOut := f.run("dlq", "list")
 	wantCode(t, code, 0, out, errOut)
-	wantContains(t, "dlq list", out, "SEC", "MOTIVO", "7", "triage", "01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB", "catálogo dañado", "cauctl dlq replay SEC")
-	if s := f.only(); s.Method != "GET" || s.Path != "/api/v1/deadletters" {
-		t.Fatalf("sent %+v", s)
-	}
+	// One place shows everything that could not be processed: dead letters and failed memo files.
+	wantContains(t, "dlq list", out, "SEC", "MOTIVO", "7", "triage", "01JD8Y3M2Q4ZK5V6W7X8Y9Z0AB", "catálogo dañado", "cauctl dlq replay SEC",
+		"/var/lib/caud/spool/failed", "oficio-12.pdf", "El PDF está protegido con contraseña.")
+	code, out, errOut = f.run("dlq", "list", "--json")
+	wantCode(t, code, 0, out, errOut)
+	wantContains(t, "dlq list --json", out, `"deadletters"`, `"spool_failures"`, `"oficio-12.pdf"`)
 
 	f = newFake(t, map[string]http.HandlerFunc{
 		"POST /api/v1/deadletters/7/replay":  reply(200, `{"replayed_to":"cau.inbound.desk"}`),

@@ -19,6 +19,7 @@ const historyBody = `{"request":{"id":"01JD7Q3Z9XAAAAAAAAAAAAAAAA","channel":"em
   {"id":"expired:L2","type":"expired","at":"2025-10-14T16:55:00Z","queue":"informativo"},
   {"id":"claimed:L3","type":"claimed","at":"2025-10-14T17:00:00Z","agent":"beto","queue":"informativo"},
   {"id":"done:L3","type":"done","at":"2025-10-14T17:05:00Z","agent":"beto","folio":"SAI-9"},
+  {"id":"done:L0","type":"done","at":"2025-10-14T17:05:30Z","agent":"ana","note":"duplicado de SAI-8"},
   {"id":"notified:x:informativo","type":"notified","at":"2025-10-14T17:06:00Z","notice":"informativo","channel":"email","recipient":"ana@ipn.mx"},
   {"id":"dead:4","type":"dead","at":"2025-10-14T17:07:00Z","stage":"notify","reason":"smtp 550"}
  ]}`
@@ -36,6 +37,7 @@ func TestShowHistory(t *testing.T) {
 		"Tomada por un agente sin nombre de la cola informativo",
 		"Venció la asignación de un agente sin nombre; volvió a la cola informativo",
 		"Terminada por beto con folio SAI SAI-9",
+		"Terminada por ana sin folio SAI: «duplicado de SAI-8»",
 		"Aviso al solicitante enviado (informativo) por correo a ana@ipn.mx",
 		"No se pudo procesar (etapa notify): smtp 550")
 	if i, j := strings.Index(out, "Recibida por"), strings.Index(out, "Terminada por"); i < 0 || j < i {

@@ -78,6 +78,9 @@ func (a *app) eventText(e HistoryEvent) string {
 		}
 		return s
 	case audit.Done:
+		if e.Folio == "" && e.Note != "" {
+			return "Terminada por " + who + " sin folio SAI: «" + e.Note + "»"
+		}
 		if e.Folio == "" {
 			return "Terminada por " + who + " (sin folio SAI)"
 		}

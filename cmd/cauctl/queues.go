@@ -42,8 +42,11 @@ func (a *app) cmdStatus(args []string) int {
 		fmt.Fprintln(tw, "VERIFICACIÓN\tESTADO\tDESDE\tDETALLE")
 		for _, ch := range r.Checks {
 			state := "ok"
-			if !ch.OK {
+			switch {
+			case !ch.OK:
 				state = "FALLA"
+			case ch.Warning:
+				state = "AVISO"
 			}
 			since := "—"
 			if ch.Since != "" {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ipn-cgsi/caud/channels"
+	"github.com/ipn-cgsi/caud/channels/desk"
 )
 
 // cmdShow prints one request with its triage and where it stands.
@@ -110,15 +112,16 @@ func (a *app) cmdSubmit(args []string) int {
 	s.Channel = ch
 	s.Role = strings.ToLower(s.Role)
 	if s.Description == "-" {
-		b, err := io.ReadAll(io.LimitReader(a.stdin, channels.MaxTextBytes+1))
+		b, err := io.ReadAll(io.LimitReader(a.stdin, utf8.UTFMax*desk.MaxDescription+1))
 		if err != nil {
 			fmt.Fprintf(a.stderr, "error: leer la descripción de la entrada estándar: %v\n", err)
 			return exitErr
 		}
-		if len(b) > channels.MaxTextBytes {
-			return a.usageErr("submit: la descripción excede %d KiB", channels.MaxTextBytes>>10)
-		}
 		s.Description = string(b)
+	}
+	// The one limit of a description, the server's, checked before sending.
+	if n := utf8.RuneCountInString(s.Description); n > desk.MaxDescription {
+		return a.usageErr("submit: la descripción tiene %d caracteres; el máximo es %d", n, desk.MaxDescription)
 	}
 	s.Description = strings.TrimSpace(s.Description)
 	if s.Description == "" {

@@ -65,6 +65,7 @@ type App struct {
 	ln      net.Listener
 	httpSrv *http.Server
 	mux     *http.ServeMux
+	api     http.Handler // mux, with JSON 404 and 405 answers under /api/
 	// started is set once every role runs; until then only /healthz, /readyz and /metrics answer.
 	started atomic.Bool
 	// instance names this process in mailbox leases; see instance.go.
@@ -80,8 +81,11 @@ type App struct {
 	waiting  Check     // what start-up is waiting for, shown by /readyz until started
 	reloads  prometheus.Counter
 
-	catalogErr   error // last refused catalog reload, for the console
-	catalogErrAt time.Time
+	catalogErr error // last refused catalog reload, for the console
+	// catalogErrKept is the engine in force when catalogErr happened: the refusal is news while
+	// it still is (a later good reload replaces it).
+	catalogErrKept *triage.Engine
+	catalogErrAt   time.Time
 }
 
 // NewApp wires nothing yet; Start does.
@@ -120,6 +124,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.instance = inst
 
 	a.mux = http.NewServeMux()
+	a.api = httpjson.APIErrors("/api/", a.mux)
 	a.registerOps(a.mux)
 	if err := a.serveHTTP(); err != nil {
 		return err
@@ -217,6 +222,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	letters := deadletter.New(a.h, a.log.With("stage", "deadletter"))
 	letters.Register(a.mux, auth)
+	a.mux.Handle("GET /api/v1/spool/failures", auth(http.HandlerFunc(a.handleSpoolFailures)))
 	if cfg.Console.Enabled && a.queues != nil {
 		if err := a.startConsole(ctx, runCtx, a.mux, letters); err != nil {
 			return err
@@ -267,7 +273,7 @@ func (a *App) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a.mux.ServeHTTP(w, r)
+	a.api.ServeHTTP(w, r)
 }
 
 // setWaiting records what start-up waits for, for /readyz.

@@ -18,6 +18,9 @@ import (
 func (a *App) catalogReloadError(err error) {
 	a.mu.Lock()
 	a.catalogErr, a.catalogErrAt = err, time.Now()
+	if a.catalog != nil {
+		a.catalogErrKept = a.catalog.Engine()
+	}
 	a.mu.Unlock()
 }
 

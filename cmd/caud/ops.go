@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ipn-cgsi/caud/channels/httpjson"
+	"github.com/ipn-cgsi/caud/channels/memo"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
 
@@ -41,12 +42,14 @@ func (a *App) auth() func(http.Handler) http.Handler {
 	}
 }
 
-// Check is one readiness check.
+// Check is one readiness check. Warning marks a check that passes but needs someone's attention
+// (a refused catalog reload: the previous catalog stays in force).
 type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"`
-	Since  string `json:"since,omitempty"`
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Warning bool   `json:"warning,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+	Since   string `json:"since,omitempty"`
 }
 
 func (a *App) registerOps(mux *http.ServeMux) {
@@ -103,11 +106,7 @@ func (a *App) readiness(ctx context.Context) []Check {
 		}
 		checks = append(checks, c)
 	}
-	cat := Check{Name: "catalog", OK: a.catalog != nil}
-	if a.catalog != nil {
-		cat.Detail = a.catalog.Engine().Catalog().Version()
-	}
-	checks = append(checks, cat)
+	checks = append(checks, a.catalogCheck())
 	for _, r := range a.health {
 		for _, h := range r.Health(ctx) {
 			c := Check{Name: h.Name, OK: h.OK, Detail: h.Detail}
@@ -118,6 +117,43 @@ func (a *App) readiness(ctx context.Context) []Check {
 		}
 	}
 	return checks
+}
+
+// catalogCheck reports the catalog in force and, while it is the one a refused reload left in
+// place, the refusal: a new file with an error must not look like "catalog ok".
+func (a *App) catalogCheck() Check {
+	cat := Check{Name: "catalog", OK: a.catalog != nil}
+	if a.catalog == nil {
+		return cat
+	}
+	eng := a.catalog.Engine()
+	cat.Detail = eng.Catalog().Version()
+	a.mu.Lock()
+	err, at, kept := a.catalogErr, a.catalogErrAt, a.catalogErrKept
+	a.mu.Unlock()
+	if err != nil && kept == eng {
+		cat.Warning = true
+		cat.Since = at.UTC().Format(time.RFC3339)
+		cat.Detail += "; the new file was refused, this catalog stays in force: " + err.Error()
+	}
+	return cat
+}
+
+// spoolFailures answers GET /api/v1/spool/failures: the memo files that did not become requests
+// (failed/ of the spool), with their reasons, newest first; cauctl dlq list shows them with the
+// dead letters.
+func (a *App) handleSpoolFailures(w http.ResponseWriter, _ *http.Request) {
+	out := []memo.FailedFile{}
+	if a.cfg.Memo.Enabled {
+		ff, err := memo.Failures(a.cfg.Memo.SpoolDir, 1000)
+		if err != nil {
+			a.log.Error("list spool failures", "err", err)
+			httpjson.Fail(w, http.StatusServiceUnavailable, "no se pudo leer la carpeta de oficios fallidos")
+			return
+		}
+		out = append(out, ff...)
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"spool_dir": a.cfg.Memo.SpoolDir, "failures": out})
 }
 
 // warnUnready logs, right after start-up, every readiness check that fails: a "caud ready" line

@@ -142,7 +142,7 @@ func idle(ctx context.Context, c config, h *natsjs.Handles, nc *nats.Conn, cl *i
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for i := range c.n {
-		raw := message(i, c.size, runID)
+		raw := c.message(i, runID)
 		mid := fmt.Sprintf("<load-%s-%d@ipn.mx>", runID, i)
 		cmd := cl.Append(c.folder, int64(len(raw)), nil)
 		if _, err := cmd.Write(raw); err != nil {
@@ -194,7 +194,13 @@ func idle(ctx context.Context, c config, h *natsjs.Handles, nc *nats.Conn, cl *i
 		}
 		return ts[k], true
 	}
-	var server, caudServer, own, vsBare, total []time.Duration
+	var server, caudServer, own, vsBare, total, ownAttached []time.Duration
+	attachedMID := map[string]bool{}
+	for i := range c.n {
+		if c.attached(i) {
+			attachedMID[fmt.Sprintf("<load-%s-%d@ipn.mx>", runID, i)] = true
+		}
+	}
 	for mid, ta := range appended {
 		tt := triaged[mid]
 		if te, ok := next(exists, ta, tt); ok {
@@ -203,7 +209,11 @@ func idle(ctx context.Context, c config, h *natsjs.Handles, nc *nats.Conn, cl *i
 		}
 		if te, ok := next(caudExists, ta, tt); ok {
 			caudServer = append(caudServer, te.Sub(ta))
-			own = append(own, tt.Sub(te))
+			if attachedMID[mid] {
+				ownAttached = append(ownAttached, tt.Sub(te))
+			} else {
+				own = append(own, tt.Sub(te))
+			}
 		}
 		total = append(total, tt.Sub(ta))
 		if os.Getenv("IMAPLOAD_DEBUG") != "" {
@@ -219,10 +229,13 @@ func idle(ctx context.Context, c config, h *natsjs.Handles, nc *nats.Conn, cl *i
 			q(0.90).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), q(1).Round(10*time.Microsecond))
 	}
 	fmt.Printf("idle: %d APPENDs at %d/s (attachments read: %v); EXISTS matched: caud's connection %d, bare IDLE client %d\n",
-		c.n, c.rate, c.attachments, len(own), len(vsBare))
+		c.n, c.rate, c.attachments, len(own)+len(ownAttached), len(vsBare))
 	pr("server → caud: APPEND answered → EXISTS", caudServer)
 	pr("server → bare client: APPEND → EXISTS", server)
 	pr("caud's share: its EXISTS → triaged", own)
+	if len(ownAttached) > 0 {
+		pr("  the same, mails with "+c.attachName, ownAttached)
+	}
 	pr("bare client's EXISTS → triaged", vsBare)
 	pr("total: APPEND answered → triaged", total)
 	return nil

@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,10 @@ type config struct {
 	// mbsync, mailRoot, rounds: compare mode (see compare.go).
 	mbsync, mailRoot, mailOwner string
 	rounds, workers             int
+	// attach is a file attached to every attachEvery-th message (a scanned oficio, a PDF).
+	attach      []byte
+	attachName  string
+	attachEvery int
 }
 
 func run() int {
@@ -74,8 +79,18 @@ func run() int {
 	flag.StringVar(&c.mailOwner, "mail-owner", "", "compare mode: user:group the Maildir files must belong to (Dovecot's mail_uid)")
 	flag.IntVar(&c.workers, "workers", 0, "adapter's concurrent messages per batch (0: the adapter's default)")
 	flag.IntVar(&c.rounds, "rounds", 3, "compare mode: interleaved rounds of caud and mbsync")
+	attach := flag.String("attach", "", "a file (scan, PDF) to attach to every --attach-every-th message")
+	flag.IntVar(&c.attachEvery, "attach-every", 10, "with --attach: attach it to message 0, N, 2N, …")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the adapter too, in-process) to the file")
 	flag.Parse()
+	if *attach != "" {
+		b, err := os.ReadFile(*attach)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "imapload:", err)
+			return 2
+		}
+		c.attach, c.attachName = b, filepath.Base(*attach)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -247,6 +262,30 @@ func count(ctx context.Context, h *natsjs.Handles) (uint64, error) {
 	return info.State.Msgs, nil
 }
 
+// attached reports whether message i carries c.attach.
+func (c config) attached(i int) bool { return c.attach != nil && i%max(c.attachEvery, 1) == 0 }
+
+// message is load message i; with c.attach on its turn, the file is attached (multipart/mixed).
+func (c config) message(i int, runID string) []byte {
+	raw := message(i, c.size, runID)
+	if !c.attached(i) {
+		return raw
+	}
+	head, body, _ := strings.Cut(string(raw), "\r\n\r\n")
+	head = strings.Replace(head, "Content-Type: text/plain; charset=utf-8", `Content-Type: multipart/mixed; boundary="imapload"`, 1)
+	enc := base64.StdEncoding.EncodeToString(c.attach)
+	var b strings.Builder
+	b.WriteString(head + "\r\n\r\n--imapload\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body)
+	b.WriteString("\r\n--imapload\r\nContent-Type: application/octet-stream; name=\"" + c.attachName + "\"\r\n")
+	b.WriteString("Content-Disposition: attachment; filename=\"" + c.attachName + "\"\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n--imapload--\r\n")
+	return []byte(b.String())
+}
+
 func message(i int, size int, runID string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: Usuario de Prueba %d <prueba%d@ipn.mx>\r\nTo: cau@ipn.mx\r\nSubject: Solicitud de prueba %d\r\n", i, i, i)
@@ -273,7 +312,7 @@ func fillAppend(cl *imapclient.Client, c config, runID string) error {
 		return nil
 	}
 	for i := range c.n {
-		raw := message(i, c.size, runID)
+		raw := c.message(i, runID)
 		cmd := cl.Append(c.folder, int64(len(raw)), nil)
 		if _, err := cmd.Write(raw); err != nil {
 			return err
@@ -300,7 +339,7 @@ func fillMaildir(c config, runID string) error {
 	}
 	for i := range c.n {
 		name := fmt.Sprintf("%d.M%dP%d.imapload", time.Now().Unix(), i, os.Getpid())
-		if err := os.WriteFile(filepath.Join(dir, name), message(i, c.size, runID), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), c.message(i, runID), 0o644); err != nil {
 			return err
 		}
 	}

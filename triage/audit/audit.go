@@ -53,7 +53,7 @@ const (
 	Released = "released" // an agent gave it back to its queue (Agent, Queue, Lease)
 	Expired  = "expired"  // a lease lapsed; the item went back to its queue (Agent, Lease)
 	Rerouted = "rerouted" // an agent corrected the triage (Agent, From, To, Kind, Service or Target, Note)
-	Done     = "done"     // an agent finished it (Agent, Queue, Folio)
+	Done     = "done"     // an agent finished it (Agent, Queue, Folio, or Note: why there is no folio)
 	Dead     = "dead"     // a stage could not process it (Stage, Reason)
 	Notified = "notified" // a notice reached the requester (Notice, Channel, Recipient)
 )

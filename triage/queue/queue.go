@@ -409,7 +409,7 @@ func (q *Queues) Done(ctx context.Context, leaseID, folio, noFolio string) error
 			st.Reason = "sin folio: " + noFolio
 		}
 	})
-	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio})
+	q.o.Audit.Record(ctx, audit.Event{ID: "done:" + l.ID, RequestID: l.RequestID, Type: audit.Done, Agent: l.Agent, Queue: l.Queue, Lease: l.ID, Folio: folio, Note: noFolio})
 	return nil
 }
 
@@ -733,6 +733,9 @@ func (q *Queues) corrected(prev triage.Triage, r Reroute) (triage.Triage, error)
 		}
 	case triage.OutcomeInformativo:
 		t.Concept = triage.ConceptInformativo
+		if c, ok := cat.(interface{ Concept() string }); ok {
+			t.Concept = c.Concept() // the loaded catalog names its own concept
+		}
 	case triage.OutcomeNoCompetente:
 		o, ok := cat.Orientation(r.Target)
 		if !ok {
