@@ -44,6 +44,7 @@ func TestEvaluate(t *testing.T) {
 		{"testdata/untuned/ipn_mixed.jsonl", nil, 0.95, 0.90, 0.93, 0.02},
 		{"testdata/untuned/ipn_mixed2.jsonl", nil, 0.92, 0.90, 0.93, 0.02},
 		{"testdata/untuned/ipn_mixed3.jsonl", nil, 0.90, 0.82, 0.90, 0.02},
+		{"testdata/untuned/ipn_mixed4.jsonl", nil, 0.95, 0.93, 0.92, 0.02},
 		{"testdata/untuned/short_chat.jsonl", nil, 0.95, 0.90, 0.93, 0.02},
 		{"testdata/untuned/other_country_chat.jsonl", nil, 0.93, 0.93, 0.93, 0.02},
 		{"testdata/untuned/campus.jsonl", campus, 0.95, 0.95, 0.90, 0.02},
