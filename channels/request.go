@@ -14,17 +14,21 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// Channel names, as used in the subject cau.inbound.<channel>.
+// Subject tokens of CAU_INBOUND: a request is published on cau.inbound.<token> (Submission.Subject).
+// They name where it came in (a mailbox, the spool, a webhook), not the medium: Request.Channel
+// holds the medium (Medium*), so mail to cau@ and crm@ is Subject email.cau / email.crm and Medium
+// email.
 const (
-	ChannelEmailCAU = "email.cau"
-	ChannelEmailCRM = "email.crm"
-	ChannelMemo     = "memo"
-	ChannelFacebook = "facebook"
-	ChannelX        = "x"
-	ChannelDesk     = "desk"
+	SubjectEmailCAU = "email.cau"
+	SubjectEmailCRM = "email.crm"
+	SubjectMemo     = "memo"
+	SubjectFacebook = "facebook"
+	SubjectX        = "x"
+	SubjectDesk     = "desk"
 )
 
-// Request.Channel values: the medium the request arrived by (DESIGN.md, "The Request").
+// Request.Channel values: the medium the request arrived by (e-mail, memo, Facebook, X, phone, in
+// person), as agents and the triage read it.
 const (
 	MediumEmail    = "email"
 	MediumMemo     = "memo"

@@ -47,11 +47,6 @@ type RefusalNoter interface {
 	NoteRefusal(err error)
 }
 
-// Channel is an intake adapter: it runs until ctx ends, publishing what arrives into sink.
-type Channel interface {
-	Run(ctx context.Context, sink Sink) error
-}
-
 // ErrNotReady is returned by a sink that cannot reach JetStream within the caller's deadline.
 var ErrNotReady = errors.New("sink not ready")
 

@@ -258,10 +258,10 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	}
 	rec, err := d.o.Sink.Publish(ctx, channels.Submission{
 		Request: req,
-		Subject: channels.ChannelDesk,
+		Subject: channels.SubjectDesk,
 		MsgID:   msgID,
 		Source:  "desk://" + req.Channel,
-		// No original is archived: the agent's form is the request itself (DESIGN.md archives
+		// No original is archived: the agent's form is the request itself (the design archives
 		// e-mails, scans and webhook bodies).
 	})
 	if err != nil {

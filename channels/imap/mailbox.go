@@ -3,7 +3,6 @@ package imap
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -172,30 +171,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return m
 	}
 	// Several mailboxes share one registry: reuse the collectors the first one registered.
-	m.fetched = register(reg, m.fetched)
-	m.published = register(reg, m.published)
-	m.duplicates = register(reg, m.duplicates)
-	m.suppressed = register(reg, m.suppressed)
-	m.quarantined = register(reg, m.quarantined)
-	m.lastSync = register(reg, m.lastSync)
-	m.connected = register(reg, m.connected)
-	m.reconnectBackoff = register(reg, m.reconnectBackoff)
-	m.moveRecovered = register(reg, m.moveRecovered)
-	m.attachments = register(reg, m.attachments)
+	m.fetched = channels.Register(reg, m.fetched)
+	m.published = channels.Register(reg, m.published)
+	m.duplicates = channels.Register(reg, m.duplicates)
+	m.suppressed = channels.Register(reg, m.suppressed)
+	m.quarantined = channels.Register(reg, m.quarantined)
+	m.lastSync = channels.Register(reg, m.lastSync)
+	m.connected = channels.Register(reg, m.connected)
+	m.reconnectBackoff = channels.Register(reg, m.reconnectBackoff)
+	m.moveRecovered = channels.Register(reg, m.moveRecovered)
+	m.attachments = channels.Register(reg, m.attachments)
 	return m
-}
-
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing
-			}
-		}
-		panic(fmt.Sprintf("imap metrics: %v", err))
-	}
-	return c
 }
 
 // Stats is a snapshot of a mailbox's counters since New (tests and the load tool read it).

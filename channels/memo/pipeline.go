@@ -136,14 +136,14 @@ func (m *Memo) process(ctx context.Context, sink channels.Sink, name string) (Re
 	pctx, cancel := context.WithTimeout(ctx, m.o.PublishTimeout)
 	defer cancel()
 	ctype := contentTypes[kind]
-	obj, err := sink.Archive(pctx, channels.ChannelMemo, ctype, bytes.NewReader(data))
+	obj, err := sink.Archive(pctx, channels.SubjectMemo, ctype, bytes.NewReader(data))
 	if err != nil {
 		return Result{}, fmt.Errorf("archive scan: %w", err)
 	}
 	req.Original = obj
 	req.Attachments = []channels.Attachment{{Name: origName, ContentType: ctype, Size: obj.Size, SHA256: obj.SHA256, Object: obj.Object}}
 	receipt, err := sink.Publish(pctx, channels.Submission{
-		Request: req, Subject: channels.ChannelMemo, MsgID: "memo:" + sha, Source: rec.Source,
+		Request: req, Subject: channels.SubjectMemo, MsgID: "memo:" + sha, Source: rec.Source,
 	})
 	if errors.Is(err, channels.ErrInvalid) {
 		return Result{}, m.failFile(name, sha, fail("invalid", 422, "El documento no produjo una solicitud válida.", "request refused: %v", err))

@@ -1,5 +1,5 @@
 // Package natsjs connects caud to NATS JetStream: it runs the embedded server, dials an external
-// cluster, creates the topology of DESIGN.md and implements channels.Sink on top of it.
+// cluster, creates the topology (topology.go) and implements channels.Sink on top of it.
 package natsjs
 
 import (

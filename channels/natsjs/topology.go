@@ -97,7 +97,7 @@ type Handles struct {
 	Leases      jetstream.KeyValue
 }
 
-// EnsureTopology creates every stream and bucket of DESIGN.md, or brings an existing one to the
+// EnsureTopology creates every stream and bucket caud uses (the names above), or brings an existing one to the
 // wanted settings. Many replicas may run it at the same moment, on one server or on a cluster: each
 // asset is created first (the server answers an identical create, even one still in flight, as a
 // success), and only an asset that exists with different settings is updated, with those settings

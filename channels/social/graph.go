@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ipn-cgsi/caud/channels"
 )
 
 // Defaults of ProfileOptions.
@@ -127,7 +129,7 @@ func NewProfiles(o ProfileOptions) (*Profiles, error) {
 		}, []string{"result"}),
 	}
 	if o.Registerer != nil {
-		p.lookups = register(o.Registerer, p.lookups)
+		p.lookups = channels.Register(o.Registerer, p.lookups)
 	}
 	return p, nil
 }

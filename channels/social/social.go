@@ -39,8 +39,8 @@ import (
 
 // Platforms, as used in metrics labels, Social.Platform and the seen-record keys.
 const (
-	PlatformFacebook = "facebook"
-	PlatformX        = "x"
+	PlatformFacebook = channels.SubjectFacebook
+	PlatformX        = channels.SubjectX
 )
 
 // Kinds of event that become a request (Social.Kind).
@@ -111,26 +111,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.deliveries = register(reg, m.deliveries)
-	m.events = register(reg, m.events)
-	m.ignored = register(reg, m.ignored)
-	m.seconds = register(reg, m.seconds)
+	m.deliveries = channels.Register(reg, m.deliveries)
+	m.events = channels.Register(reg, m.events)
+	m.ignored = channels.Register(reg, m.ignored)
+	m.seconds = channels.Register(reg, m.seconds)
 	return m
-}
-
-// register registers c, or returns the identical collector already registered (both handlers share
-// one registerer in caud).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old
-			}
-		}
-		panic(err)
-	}
-	return c
 }
 
 // common is what both handlers share: options after defaults, the publishing path and health.
@@ -357,7 +342,7 @@ func (c *common) publish(ctx context.Context, e Event, orig *channels.Object, so
 	req.Original = orig
 	rec, err := c.sink.Publish(ctx, channels.Submission{
 		Request: req,
-		Subject: c.platform,
+		Subject: c.platform, // the platform names its subject token (SubjectFacebook, SubjectX)
 		MsgID:   c.platform + ":" + e.ID,
 		Source:  source,
 		// Original stays nil: the body is archived already and req.Original points to it.

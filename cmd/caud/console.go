@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/memo"
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/config"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/console"
@@ -59,7 +60,9 @@ func (a *App) startConsole(ctx, runCtx context.Context, mux *http.ServeMux, lett
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
-	sessions, err := console.NewSessions(ctx, a.h.JS, cfg.NATS.Replicas, cfg.Console.SessionTTL)
+	a.setWaiting("creating the console's session bucket")
+	sessions, err := console.NewSessions(ctx, a.h.JS, cfg.NATS.Replicas, cfg.Console.SessionTTL,
+		natsjs.Topology{Logger: a.log, OnWait: a.topologyWait})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}

@@ -291,7 +291,7 @@ func mailRequest(t *testing.T, app *App, raw []byte) string {
 		req.Text = "(vacío)"
 	}
 	if _, err := app.sink.Publish(ctx, channels.Submission{
-		Request: req, Subject: channels.ChannelEmailCAU, MsgID: "test:" + req.ID, Source: "imap://cau@ipn.mx/INBOX",
+		Request: req, Subject: channels.SubjectEmailCAU, MsgID: "test:" + req.ID, Source: "imap://cau@ipn.mx/INBOX",
 		Original: raw, OriginalType: "message/rfc822",
 	}); err != nil {
 		t.Fatal(err)
@@ -314,7 +314,7 @@ func memoRequest(t testing.TB, app *App, raw []byte) string {
 		Memo: &channels.Memo{Pages: 1, Method: "ocr"},
 	}
 	if _, err := app.sink.Publish(ctx, channels.Submission{
-		Request: req, Subject: channels.ChannelMemo, MsgID: "memo:" + hex.EncodeToString(sum[:]), Source: "file://spool/oficio",
+		Request: req, Subject: channels.SubjectMemo, MsgID: "memo:" + hex.EncodeToString(sum[:]), Source: "file://spool/oficio",
 		Original: raw, OriginalType: http.DetectContentType(raw),
 	}); err != nil {
 		t.Fatal(err)
@@ -568,7 +568,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		Text: "No puedo entrar a mi correo institucional, me marca contraseña incorrecta"}
 	body, _ = json.Marshal(lost)
 	letter := deadletter.NewMsg("triage", "dlq:test:"+lost.ID, "catálogo en mantenimiento (prueba)", body)
-	letter.Header.Set(deadletter.HeaderOrigSubject, natsjs.SubjectInboundPrefix+channels.ChannelDesk)
+	letter.Header.Set(deadletter.HeaderOrigSubject, natsjs.SubjectInboundPrefix+channels.SubjectDesk)
 	letter.Header.Set("ce-id", lost.ID)
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := deadletter.Publish(dctx, app.h.JS, letter); err != nil {

@@ -53,11 +53,11 @@ func setup(t *testing.T) *fixture {
 	atts = append(atts, channels.Attachment{Name: "viejo.pdf", ContentType: "application/pdf", Object: "email/0000"})
 	f := &fixture{env: env, a: archive.New(env.Handles, nil)}
 	mail := &channels.Request{ID: ids.New(time.Now()), Channel: channels.MediumEmail, ReceivedAt: time.Now(), Text: "Hola", Attachments: atts}
-	if _, err := sink.Publish(ctx, channels.Submission{Request: mail, Subject: channels.ChannelEmailCAU, MsgID: "m", Source: "imap://x", Original: []byte(rawMail), OriginalType: "message/rfc822"}); err != nil {
+	if _, err := sink.Publish(ctx, channels.Submission{Request: mail, Subject: channels.SubjectEmailCAU, MsgID: "m", Source: "imap://x", Original: []byte(rawMail), OriginalType: "message/rfc822"}); err != nil {
 		t.Fatal(err)
 	}
 	desk := &channels.Request{ID: ids.New(time.Now()), Channel: channels.MediumPhone, ReceivedAt: time.Now(), Text: "Sin original"}
-	if _, err := sink.Publish(ctx, channels.Submission{Request: desk, Subject: channels.ChannelDesk, MsgID: "d", Source: "desk://phone"}); err != nil {
+	if _, err := sink.Publish(ctx, channels.Submission{Request: desk, Subject: channels.SubjectDesk, MsgID: "d", Source: "desk://phone"}); err != nil {
 		t.Fatal(err)
 	}
 	f.mail, f.dsk = mail.ID, desk.ID

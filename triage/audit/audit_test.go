@@ -125,7 +125,7 @@ func TestHistoryOfOneRequest(t *testing.T) {
 	req := &channels.Request{ID: id, Channel: channels.MediumEmail, ReceivedAt: time.Now().UTC(),
 		Requester: channels.Requester{Name: "Ana López", Email: "ana@ipn.mx"},
 		Subject:   "No puedo entrar a mi correo", Text: "Desde ayer no puedo iniciar sesión en el correo institucional."}
-	if _, err := sink.Publish(ctx, channels.Submission{Request: req, Subject: channels.ChannelEmailCAU, MsgID: "m1", Source: "imap://cau@ipn.mx/INBOX"}); err != nil {
+	if _, err := sink.Publish(ctx, channels.Submission{Request: req, Subject: channels.SubjectEmailCAU, MsgID: "m1", Source: "imap://cau@ipn.mx/INBOX"}); err != nil {
 		t.Fatal(err)
 	}
 	var st natsjs.RequestState

@@ -50,8 +50,10 @@ type Sessions struct {
 }
 
 // NewSessions creates or opens the session bucket with the given replicas; ttl is the longest a
-// session lasts (0 means 12 h, a working day with margin).
-func NewSessions(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration) (*Sessions, error) {
+// session lasts (0 means 12 h, a working day with margin). Like the core topology it retries
+// transient failures (a cluster still forming) until ctx ends; topo supplies the retry settings
+// and the callback that reports each wait.
+func NewSessions(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration, topo natsjs.Topology) (*Sessions, error) {
 	if ttl <= 0 {
 		ttl = 12 * time.Hour
 	}
@@ -62,7 +64,7 @@ func NewSessions(ctx context.Context, js jetstream.JetStream, replicas int, ttl 
 	kv, err := natsjs.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: SessionBucket, Description: "caud web console sessions", TTL: ttl,
 		Storage: jetstream.FileStorage, Replicas: replicas, History: 1,
-	}, natsjs.Topology{})
+	}, topo)
 	if err != nil {
 		return nil, fmt.Errorf("session bucket: %w", err)
 	}

@@ -16,7 +16,8 @@ import (
 // maxBody bounds the small JSON bodies of the lease endpoints.
 const maxBody = 64 << 10
 
-// Register adds the queue, lease and request endpoints of DESIGN.md to mux, each wrapped by auth.
+// Register adds the queue, lease and request endpoints (/api/v1/queues, /api/v1/leases/…,
+// /api/v1/requests/{id}) to mux, each wrapped by auth.
 func (q *Queues) Register(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
 	h := func(pattern string, f http.HandlerFunc) { mux.Handle(pattern, auth(f)) }
 	h("GET /api/v1/queues", q.handleQueues)

@@ -631,7 +631,7 @@ type Correction struct {
 	CatalogVersion string    `json:"catalog_version,omitempty"`
 }
 
-// Label is a triage in the labels of TAXONOMY.md: tipo and area are "-" when they do not apply.
+// Label is a triage in the labels of the labelled examples (outcome/tipo/area, as cauctl triage eval reads them): tipo and area are "-" when they do not apply.
 type Label struct {
 	Outcome string `json:"outcome"`
 	Tipo    string `json:"tipo"`
