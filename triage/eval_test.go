@@ -40,6 +40,7 @@ func TestEvaluate(t *testing.T) {
 		{"testdata/holdout3.jsonl", nil, 0.95, 0.95, 0.95, 0},
 		{"testdata/tuning/short_chat.jsonl", nil, 0.95, 0.95, 0.95, 0},
 		{"testdata/tuning/ipn_areas.jsonl", nil, 0.97, 0.97, 0.90, 0},
+		{"testdata/tuning/ipn_kind.jsonl", nil, 0.93, 0.90, 0.90, 0},
 		{"testdata/tuning/other_country_chat.jsonl", nil, 0.90, 0.95, 0.95, 0},
 		{"testdata/tuning/campus.jsonl", campus, 0.85, 0.90, 0.90, 0.05},
 		{"testdata/untuned/ipn_mixed.jsonl", nil, 0.95, 0.90, 0.93, 0.02},
