@@ -16,9 +16,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipn-cgsi/caud/cmd/internal/loadtest"
@@ -69,50 +66,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	lat := make([]time.Duration, *n)
-	var next, failed atomic.Int64
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
-	start := time.Now()
-	deadline := start.Add(*timeout)
-	var wg sync.WaitGroup
-	for range *c {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= *n || time.Now().After(deadline) {
-					return
-				}
-				body, _ := json.Marshal(map[string]string{
-					"channel": "phone", "role": "docente", "unit": "ESCOM", "extension": "52034",
-					"description": descriptions[i%len(descriptions)], "idempotency_key": fmt.Sprintf("load-%s-%d", run, i),
-				})
-				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, *server+"/api/v1/requests", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				if *token != "" {
-					req.Header.Set("Authorization", "Bearer "+*token)
-				}
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					continue
-				}
-				lat[i] = time.Since(t0)
-			}
+	res := loadtest.Drive(*n, *c, *timeout, func(i int) error {
+		body, _ := json.Marshal(map[string]string{
+			"channel": "phone", "role": "docente", "unit": "ESCOM", "extension": "52034",
+			"description": descriptions[i%len(descriptions)], "idempotency_key": fmt.Sprintf("load-%s-%d", run, i),
 		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	ok := slices.DeleteFunc(lat, func(d time.Duration) bool { return d == 0 })
+		req, _ := http.NewRequest(http.MethodPost, *server+"/api/v1/requests", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if *token != "" {
+			req.Header.Set("Authorization", "Bearer "+*token)
+		}
+		return loadtest.Send(client, req, http.StatusCreated, http.StatusOK)
+	})
+	start, deadline, elapsed, ok := res.Start, res.Deadline, res.Elapsed, res.OK
 	pct := loadtest.Percentiles(ok)
 	fmt.Fprintf(stdout, "intake: %d accepted, %d failed in %s: %.0f req/s; latency p50 %s p90 %s p99 %s max %s\n",
-		len(ok), failed.Load(), elapsed.Round(time.Millisecond), float64(len(ok))/elapsed.Seconds(),
+		len(ok), res.Failed, elapsed.Round(time.Millisecond), float64(len(ok))/elapsed.Seconds(),
 		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
 	if !*wait {
 		return 0

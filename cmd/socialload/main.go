@@ -27,9 +27,6 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipn-cgsi/caud/channels/social"
@@ -124,55 +121,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer pprof.StopCPUProfile()
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: *c * 2, MaxIdleConnsPerHost: *c * 2}}
-	lat := make([]time.Duration, *n)
-	var next, failed atomic.Int64
-	var firstErr atomic.Value
-	start := time.Now()
-	deadline := start.Add(*timeout)
-	var wg sync.WaitGroup
-	for range *c {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= *n || time.Now().After(deadline) {
-					return
-				}
-				d := ds[i]
-				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, *server+d.path, bytes.NewReader(d.body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(d.header, d.sig)
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, d.path+": "+resp.Status)
-					continue
-				}
-				lat[i] = time.Since(t0)
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	ok := slices.DeleteFunc(lat, func(d time.Duration) bool { return d == 0 })
+	res := loadtest.Drive(*n, *c, *timeout, func(i int) error {
+		d := ds[i]
+		req, _ := http.NewRequest(http.MethodPost, *server+d.path, bytes.NewReader(d.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(d.header, d.sig)
+		return loadtest.Send(client, req, http.StatusOK)
+	})
+	elapsed, ok := res.Elapsed, res.OK
 	percentile := loadtest.Percentiles(ok)
 	pct := func(p float64) time.Duration { return percentile(p).Round(10 * time.Microsecond) }
 	fmt.Fprintf(stdout, "deliveries: %d accepted (200 after durable publish), %d failed in %s: %.0f deliveries/s, %.0f requests/s (%d per delivery, platform %s, %d clients)\n",
-		len(ok), failed.Load(), elapsed.Round(time.Millisecond), float64(len(ok))/elapsed.Seconds(),
+		len(ok), res.Failed, elapsed.Round(time.Millisecond), float64(len(ok))/elapsed.Seconds(),
 		float64(len(ok)**events)/elapsed.Seconds(), *events, *platform, *c)
 	fmt.Fprintf(stdout, "latency: p50 %s p90 %s p99 %s max %s\n", pct(0.50), pct(0.90), pct(0.99), pct(1))
-	if e := firstErr.Load(); e != nil {
-		fmt.Fprintln(stdout, "first failure:", e)
+	if res.FirstErr != nil {
+		fmt.Fprintln(stdout, "first failure:", res.FirstErr)
 	}
 	code := 0
-	if failed.Load() > 0 {
+	if res.Failed > 0 {
 		code = 1
 	}
 	if inproc != nil {

@@ -1,5 +1,5 @@
 // Package loadtest holds what caud's load tools share: the rule that they only ever target this
-// machine, and latency percentiles.
+// machine, a driver that sends N requests from C clients, and latency percentiles.
 package loadtest
 
 import (
