@@ -292,33 +292,27 @@ func ParseFacebook(body []byte) ([]Event, Ignored, error) {
 	ig.add("invalid", d.Entry.Skipped)
 	var events []Event
 	ids := map[string]bool{}
-	keep := func(e Event) {
-		if ids[e.ID] {
+	// keep takes one parsed item: an event, or the reason it is ignored.
+	keep := func(e Event, reason string) {
+		switch {
+		case reason != "":
+			ig.add(reason, 1)
+		case ids[e.ID]:
 			ig.add("duplicate", 1)
-			return
+		default:
+			ids[e.ID] = true
+			events = append(events, e)
 		}
-		ids[e.ID] = true
-		events = append(events, e)
 	}
 	for _, en := range d.Entry.Items {
 		page := string(en.ID)
 		ig.add("standby", len(en.Standby.Items))
 		ig.add("invalid", en.Messaging.Skipped+en.Changes.Skipped+en.Standby.Skipped)
 		for _, raw := range en.Messaging.Items {
-			e, reason := fbMessaging1(page, en, raw)
-			if reason != "" {
-				ig.add(reason, 1)
-				continue
-			}
-			keep(e)
+			keep(fbMessaging1(page, en, raw))
 		}
 		for _, raw := range en.Changes.Items {
-			e, reason := fbChange1(page, en, raw)
-			if reason != "" {
-				ig.add(reason, 1)
-				continue
-			}
-			keep(e)
+			keep(fbChange1(page, en, raw))
 		}
 	}
 	return events, ig, nil
