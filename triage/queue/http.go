@@ -47,6 +47,15 @@ func ctxTimeout(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 10*time.Second)
 }
 
+// agentBody reads a request body {"agent": …}; false when it was refused (the answer is written).
+func agentBody(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var body struct {
+		Agent string `json:"agent"`
+	}
+	ok := httpjson.DecodeOrFail(w, r, maxBody, &body, true)
+	return body.Agent, ok
+}
+
 func (q *Queues) handleQueues(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
@@ -60,15 +69,13 @@ func (q *Queues) handleQueues(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q *Queues) handleClaim(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Agent string `json:"agent"`
-	}
-	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
+	agent, ok := agentBody(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
-	c, err := q.Claim(ctx, r.PathValue("queue"), body.Agent)
+	c, err := q.Claim(ctx, r.PathValue("queue"), agent)
 	switch {
 	case errors.Is(err, ErrUnknownQueue):
 		httpjson.Fail(w, http.StatusNotFound, "cola desconocida; use sai, informativo, aclaracion o no_competente")
@@ -172,15 +179,13 @@ func (q *Queues) handleDone(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q *Queues) handleRelease(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Agent string `json:"agent"`
-	}
-	if !httpjson.DecodeOrFail(w, r, maxBody, &body, true) {
+	agent, ok := agentBody(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
-	ctx = audit.WithActor(ctx, body.Agent)
+	ctx = audit.WithActor(ctx, agent)
 	if err := q.Release(ctx, r.PathValue("lease")); err != nil {
 		q.leaseError(w, "release", err)
 		return
