@@ -302,35 +302,35 @@ func configEqual(a, b jetstream.StreamConfig) bool {
 // EnsureTopology does: create first, update only differing settings, retry transient failures
 // with backoff until ctx ends. t supplies the retry settings; its sizes are not used.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, t Topology) (jetstream.Stream, error) {
-	t = t.withDefaults()
-	var s jetstream.Stream
-	err := t.retry(ctx, "stream "+cfg.Name, func(actx context.Context) (err error) {
-		s, err = ensureStream(actx, js, cfg)
-		return err
+	return retried(ctx, t, "stream "+cfg.Name, func(actx context.Context) (jetstream.Stream, error) {
+		return ensureStream(actx, js, cfg)
 	})
-	return s, err
 }
 
 // EnsureKeyValue is EnsureStream for a KV bucket.
 func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, t Topology) (jetstream.KeyValue, error) {
-	t = t.withDefaults()
-	var kv jetstream.KeyValue
-	err := t.retry(ctx, "kv "+cfg.Bucket, func(actx context.Context) (err error) {
-		kv, err = ensureKeyValue(actx, js, cfg)
-		return err
+	return retried(ctx, t, "kv "+cfg.Bucket, func(actx context.Context) (jetstream.KeyValue, error) {
+		return ensureKeyValue(actx, js, cfg)
 	})
-	return kv, err
 }
 
 // EnsureConsumer creates or updates a durable consumer on s, retrying a failed attempt (a
 // consumer leader not elected yet, no quorum, a timeout) with backoff until ctx ends, so that
 // replicas starting together on a cluster all come up. t supplies the retry settings.
 func EnsureConsumer(ctx context.Context, s jetstream.Stream, cfg jetstream.ConsumerConfig, t Topology) (jetstream.Consumer, error) {
+	return retried(ctx, t, "consumer "+cfg.Durable, func(actx context.Context) (jetstream.Consumer, error) {
+		return s.CreateOrUpdateConsumer(actx, cfg)
+	})
+}
+
+// retried runs op with t's retry settings (defaults filled in) and returns what its last attempt
+// made.
+func retried[T any](ctx context.Context, t Topology, what string, op func(context.Context) (T, error)) (T, error) {
 	t = t.withDefaults()
-	var c jetstream.Consumer
-	err := t.retry(ctx, "consumer "+cfg.Durable, func(actx context.Context) (err error) {
-		c, err = s.CreateOrUpdateConsumer(actx, cfg)
+	var v T
+	err := t.retry(ctx, what, func(actx context.Context) (err error) {
+		v, err = op(actx)
 		return err
 	})
-	return c, err
+	return v, err
 }
