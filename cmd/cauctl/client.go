@@ -15,6 +15,7 @@ import (
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/audit"
+	"github.com/ipn-cgsi/caud/triage/queue"
 	"github.com/ipn-cgsi/caud/triage/search"
 )
 
@@ -170,15 +171,9 @@ type Submitted struct {
 	Raw     json.RawMessage `json:"-"`
 }
 
-// Reroute is the body of POST /api/v1/leases/{lease}/reroute: the agent's corrected triage.
-type Reroute struct {
-	Outcome string `json:"outcome"`
-	Service string `json:"service,omitempty"`
-	Kind    string `json:"kind,omitempty"`
-	Target  string `json:"target,omitempty"`
-	Note    string `json:"note,omitempty"`
-	Agent   string `json:"agent,omitempty"`
-}
+// Reroute is the body of POST /api/v1/leases/{lease}/reroute: the agent's corrected triage, as the
+// queues package defines it.
+type Reroute = queue.Reroute
 
 // LeaseResult is the answer of the lease calls: State for done and release, ExpiresAt for extend,
 // Queue for reroute.
@@ -365,6 +360,11 @@ func (c *Client) call(ctx context.Context, method, path string, in any) (int, []
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	return c.send(req)
+}
+
+// send signs req as cauctl (user agent, bearer token) and returns the status and the whole body.
+func (c *Client) send(req *http.Request) (int, []byte, error) {
 	req.Header.Set("User-Agent", "cauctl")
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)

@@ -35,25 +35,12 @@ func (c *Client) UploadMemo(ctx context.Context, name string, scan io.Reader, em
 		return "", false, nil, err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("User-Agent", "cauctl")
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	status, raw, err := c.send(req)
 	if err != nil {
 		return "", false, nil, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return "", false, nil, fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return "", false, raw, apiError(resp.StatusCode, raw)
+	if status != http.StatusCreated && status != http.StatusOK {
+		return "", false, raw, apiError(status, raw)
 	}
 	var out struct {
 		ID string `json:"id"`
@@ -61,7 +48,7 @@ func (c *Client) UploadMemo(ctx context.Context, name string, scan io.Reader, em
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return "", false, raw, fmt.Errorf("answer is not JSON: %w", err)
 	}
-	return out.ID, resp.StatusCode == http.StatusOK, raw, nil
+	return out.ID, status == http.StatusOK, raw, nil
 }
 
 // cmdMemo uploads a scanned memo (PDF, PNG, JPEG or TIFF); OCR and triage follow on the server.
