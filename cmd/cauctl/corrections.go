@@ -24,27 +24,20 @@ func (c *Client) Corrections(ctx context.Context) ([]byte, error) {
 func (a *app) cmdTriageCorrections(args []string) int {
 	fs := a.flags("triage corrections", "[--out ARCHIVO]")
 	out := fs.String("out", "", "escribir en este archivo en lugar de la salida estándar")
-	if _, code, ok := a.parse(fs, args, 0, true); !ok {
-		return code
-	}
-	c, code, ok := a.client()
-	if !ok {
-		return code
-	}
-	ctx, cancel := a.ctx()
-	defer cancel()
-	raw, err := c.Corrections(ctx)
-	if err != nil {
-		return a.fail(err, c, nil, "")
-	}
-	if *out == "" {
-		_, _ = a.stdout.Write(raw)
+	return a.withClient(fs, args, 0, func(ctx context.Context, c *Client, _ []string) int {
+		raw, err := c.Corrections(ctx)
+		if err != nil {
+			return a.fail(err, c, nil, "")
+		}
+		if *out == "" {
+			_, _ = a.stdout.Write(raw)
+			return exitOK
+		}
+		if err := os.WriteFile(*out, raw, 0o644); err != nil {
+			fmt.Fprintf(a.stderr, "cauctl: no se pudo escribir %s: %v\n", *out, err)
+			return exitErr
+		}
+		fmt.Fprintf(a.stderr, "Correcciones escritas en %s. Mídalas con: cauctl triage eval %s\n", *out, *out)
 		return exitOK
-	}
-	if err := os.WriteFile(*out, raw, 0o644); err != nil {
-		fmt.Fprintf(a.stderr, "cauctl: no se pudo escribir %s: %v\n", *out, err)
-		return exitErr
-	}
-	fmt.Fprintf(a.stderr, "Correcciones escritas en %s. Mídalas con: cauctl triage eval %s\n", *out, *out)
-	return exitOK
+	})
 }

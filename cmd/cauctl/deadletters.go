@@ -58,56 +58,49 @@ func (c *Client) ReplayDeadLetter(ctx context.Context, seq uint64) ([]byte, erro
 // cmdDLQ lists the dead letters: what could not be processed, and why.
 func (a *app) cmdDLQ(args []string) int {
 	fs := a.flags("dlq list", "")
-	if _, code, ok := a.parse(fs, args, 0, true); !ok {
-		return code
-	}
-	c, code, ok := a.client()
-	if !ok {
-		return code
-	}
-	ctx, cancel := a.ctx()
-	defer cancel()
-	letters, raw, err := c.DeadLetters(ctx)
-	if err != nil {
-		return a.fail(err, c, nil, "")
-	}
-	// The memo files that failed live in the spool, not in CAU_DLQ: listed here too, so this is the
-	// one place that shows everything that could not be processed.
-	spool, failures, rawSpool, err := c.SpoolFailures(ctx)
-	if err != nil {
-		return a.fail(err, c, nil, "")
-	}
-	if a.json {
-		a.writeJSON([]byte(`{"deadletters":` + string(jsonMember(raw, "deadletters")) + `,"spool_failures":` + string(jsonMember(rawSpool, "failures")) + `}`))
-		return exitOK
-	}
-	if len(letters) == 0 && len(failures) == 0 {
-		fmt.Fprintln(a.stdout, "No hay mensajes fallidos ni oficios fallidos.")
-		return exitOK
-	}
-	if len(letters) > 0 {
-		tw := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEC\tETAPA\tCUÁNDO\tSOLICITUD\tMOTIVO")
-		for _, d := range letters {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.Seq, d.Stage, a.when(d.Time), d.RequestID, d.Reason)
+	return a.withClient(fs, args, 0, func(ctx context.Context, c *Client, _ []string) int {
+		letters, raw, err := c.DeadLetters(ctx)
+		if err != nil {
+			return a.fail(err, c, nil, "")
 		}
-		_ = tw.Flush()
-		fmt.Fprintln(a.stdout, "\nReprocesar uno, una vez corregida la causa: cauctl dlq replay SEC")
-	}
-	if len(failures) > 0 {
+		// The memo files that failed live in the spool, not in CAU_DLQ: listed here too, so this is the
+		// one place that shows everything that could not be processed.
+		spool, failures, rawSpool, err := c.SpoolFailures(ctx)
+		if err != nil {
+			return a.fail(err, c, nil, "")
+		}
+		if a.json {
+			a.writeJSON([]byte(`{"deadletters":` + string(jsonMember(raw, "deadletters")) + `,"spool_failures":` + string(jsonMember(rawSpool, "failures")) + `}`))
+			return exitOK
+		}
+		if len(letters) == 0 && len(failures) == 0 {
+			fmt.Fprintln(a.stdout, "No hay mensajes fallidos ni oficios fallidos.")
+			return exitOK
+		}
 		if len(letters) > 0 {
-			fmt.Fprintln(a.stdout)
+			tw := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEC\tETAPA\tCUÁNDO\tSOLICITUD\tMOTIVO")
+			for _, d := range letters {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.Seq, d.Stage, a.when(d.Time), d.RequestID, d.Reason)
+			}
+			_ = tw.Flush()
+			fmt.Fprintln(a.stdout, "\nReprocesar uno, una vez corregida la causa: cauctl dlq replay SEC")
 		}
-		fmt.Fprintf(a.stdout, "Oficios que no se convirtieron en solicitud (%s/failed):\n", spool)
-		tw := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-		fmt.Fprintln(tw, "ARCHIVO\tCUÁNDO\tMOTIVO")
-		for _, f := range failures {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, a.when(f.FailedAt), f.Reason)
+		if len(failures) > 0 {
+			if len(letters) > 0 {
+				fmt.Fprintln(a.stdout)
+			}
+			fmt.Fprintf(a.stdout, "Oficios que no se convirtieron en solicitud (%s/failed):\n", spool)
+			tw := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "ARCHIVO\tCUÁNDO\tMOTIVO")
+			for _, f := range failures {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, a.when(f.FailedAt), f.Reason)
+			}
+			_ = tw.Flush()
+			fmt.Fprintln(a.stdout, "\nReprocesar uno: corregirlo (o escanearlo de nuevo) y dejarlo otra vez en la carpeta de entrada.")
 		}
-		_ = tw.Flush()
-		fmt.Fprintln(a.stdout, "\nReprocesar uno: corregirlo (o escanearlo de nuevo) y dejarlo otra vez en la carpeta de entrada.")
-	}
-	return exitOK
+		return exitOK
+	})
 }
 
 // cmdDLQReplay sends a dead letter back to the stage it failed in.

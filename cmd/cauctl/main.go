@@ -329,6 +329,22 @@ func (a *app) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), a.timeout)
 }
 
+// withClient parses args (npos positional arguments exactly), builds the API client and runs f with
+// a context bounded by --timeout. It returns f's exit code, or the one parse or client chose.
+func (a *app) withClient(fs *flag.FlagSet, args []string, npos int, f func(ctx context.Context, c *Client, pos []string) int) int {
+	pos, code, ok := a.parse(fs, args, npos, true)
+	if !ok {
+		return code
+	}
+	c, code, ok := a.client()
+	if !ok {
+		return code
+	}
+	ctx, cancel := a.ctx()
+	defer cancel()
+	return f(ctx, c, pos)
+}
+
 // fail reports err to the agent and returns the exit code: API errors with the server's message and
 // the field errors (named by fieldLabels, e.g. the flag the agent typed), transport errors with what
 // to check. gone, when not empty, is printed for a 410 instead of a generic line. In --json mode the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,46 +17,38 @@ import (
 // cmdShow prints one request with its triage and where it stands.
 func (a *app) cmdShow(args []string) int {
 	fs := a.flags("show", "ID")
-	pos, code, ok := a.parse(fs, args, 1, true)
-	if !ok {
-		return code
-	}
-	c, code, ok := a.client()
-	if !ok {
-		return code
-	}
-	ctx, cancel := a.ctx()
-	defer cancel()
-	v, err := c.Request(ctx, pos[0])
-	if err != nil {
-		var ae *APIError
-		if errors.As(err, &ae) && ae.Status == 404 && !a.json {
-			fmt.Fprintf(a.stderr, "error: no existe la solicitud %s\n", pos[0])
-			return exitErr
+	return a.withClient(fs, args, 1, func(ctx context.Context, c *Client, pos []string) int {
+		v, err := c.Request(ctx, pos[0])
+		if err != nil {
+			var ae *APIError
+			if errors.As(err, &ae) && ae.Status == 404 && !a.json {
+				fmt.Fprintf(a.stderr, "error: no existe la solicitud %s\n", pos[0])
+				return exitErr
+			}
+			return a.fail(err, c, nil, "")
 		}
-		return a.fail(err, c, nil, "")
-	}
-	if a.json {
-		a.writeJSON(v.Raw)
-		return exitOK
-	}
-	w := a.stdout
-	f := fields{w, labelWidth}
-	f.line("Estado", label(stateLabels, v.State))
-	f.line("Cola", v.Queue)
-	f.line("Folio SAI", v.Folio)
-	if v.UpdatedAt != "" {
-		f.line("Actualizada", a.whenText(v.UpdatedAt))
-	}
-	fmt.Fprintln(w)
-	a.printRequest(w, &v.Request)
-	fmt.Fprintln(w)
-	a.printTriage(w, v.Triage)
-	if len(v.History) > 0 {
+		if a.json {
+			a.writeJSON(v.Raw)
+			return exitOK
+		}
+		w := a.stdout
+		f := fields{w, labelWidth}
+		f.line("Estado", label(stateLabels, v.State))
+		f.line("Cola", v.Queue)
+		f.line("Folio SAI", v.Folio)
+		if v.UpdatedAt != "" {
+			f.line("Actualizada", a.whenText(v.UpdatedAt))
+		}
 		fmt.Fprintln(w)
-		a.printHistory(w, v.History)
-	}
-	return exitOK
+		a.printRequest(w, &v.Request)
+		fmt.Fprintln(w)
+		a.printTriage(w, v.Triage)
+		if len(v.History) > 0 {
+			fmt.Fprintln(w)
+			a.printHistory(w, v.History)
+		}
+		return exitOK
+	})
 }
 
 // submitFieldLabels names the server's field errors after the flags the agent typed.
