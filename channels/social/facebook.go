@@ -8,15 +8,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
 )
@@ -32,20 +27,9 @@ type FacebookOptions struct {
 	// VerifyToken is the token typed in the app's webhook settings, checked by the GET handshake;
 	// "" refuses every handshake (deliveries are still accepted).
 	VerifyToken string
-	// MaxBodyBytes bounds a delivery; 0 means 4 MiB. Larger bodies get 413.
-	MaxBodyBytes int64
-	// Sink publishes the requests (required).
-	Sink channels.Sink
-	// Seen records every published platform id beyond the JetStream duplicate window: KV
-	// cau_requests, keys social.facebook.<hash> (required).
-	Seen jetstream.KeyValue
-	// PublishTimeout bounds the whole delivery before answering 503; 0 means 5 s (Meta waits 20 s).
-	PublishTimeout time.Duration
-	Logger         *slog.Logger
-	// Registerer receives the caud_social_* metrics; nil registers nothing. It may be shared with X.
-	Registerer prometheus.Registerer
-	// Now is the clock for events without a timestamp; nil means time.Now.
-	Now func() time.Time
+	// Webhook holds the settings both webhooks share (sink, seen store, limits); Meta waits 20 s
+	// for an answer.
+	Webhook WebhookOptions
 	// Profiles, when set (a Page access token is configured), names the sender of every Messenger
 	// message before it is published; nil publishes messages with the page-scoped id only.
 	Profiles *Profiles
@@ -65,7 +49,7 @@ func NewFacebook(o FacebookOptions) (*Facebook, error) {
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("social facebook: %w", ErrNoSecret)
 	}
-	c, err := newCommon(PlatformFacebook, o.Sink, o.Seen, o.MaxBodyBytes, o.PublishTimeout, o.Logger, o.Registerer, o.Now)
+	c, err := newCommon(PlatformFacebook, o.Webhook)
 	if err != nil {
 		return nil, err
 	}

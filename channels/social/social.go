@@ -148,7 +148,28 @@ type common struct {
 	health         *channels.HealthTracker
 }
 
-func newCommon(platform string, sink channels.Sink, seen jetstream.KeyValue, maxBody int64, timeout time.Duration, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*common, error) {
+// WebhookOptions are the settings the Facebook and X webhooks share. Zero values are documented
+// defaults.
+type WebhookOptions struct {
+	// MaxBodyBytes bounds a delivery; 0 means 4 MiB. Larger bodies get 413.
+	MaxBodyBytes int64
+	// Sink publishes the requests (required).
+	Sink channels.Sink
+	// Seen records every published platform id beyond the JetStream duplicate window: KV
+	// cau_requests, keys social.<facebook|x>.<hash> (required).
+	Seen jetstream.KeyValue
+	// PublishTimeout bounds the whole delivery before answering 503; 0 means 5 s.
+	PublishTimeout time.Duration
+	Logger         *slog.Logger
+	// Registerer receives the caud_social_* metrics; nil registers nothing. Both webhooks may share
+	// one.
+	Registerer prometheus.Registerer
+	// Now is the clock for events without a timestamp; nil means time.Now.
+	Now func() time.Time
+}
+
+func newCommon(platform string, o WebhookOptions) (*common, error) {
+	sink, seen, maxBody, timeout, log, reg, now := o.Sink, o.Seen, o.MaxBodyBytes, o.PublishTimeout, o.Logger, o.Registerer, o.Now
 	if sink == nil {
 		return nil, fmt.Errorf("social %s: no sink", platform)
 	}

@@ -129,15 +129,15 @@ func newRig(t testing.TB, o rigOptions) *rig {
 		o.fbTokens = verifyToken
 	}
 	fb, err := social.NewFacebook(social.FacebookOptions{
-		AppSecrets: []string{"another-app-secret", appSecret}, VerifyToken: o.fbTokens, MaxBodyBytes: o.maxBody,
-		Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout, Profiles: o.profiles,
+		AppSecrets: []string{"another-app-secret", appSecret}, VerifyToken: o.fbTokens, Profiles: o.profiles,
+		Webhook: social.WebhookOptions{MaxBodyBytes: o.maxBody, Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	x, err := social.NewX(social.XOptions{
-		ConsumerSecrets: []string{consumerSecret, "second-consumer-secret"}, MaxBodyBytes: o.maxBody,
-		Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout,
+		ConsumerSecrets: []string{consumerSecret, "second-consumer-secret"},
+		Webhook:         social.WebhookOptions{MaxBodyBytes: o.maxBody, Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -472,7 +472,7 @@ func TestFacebookVerificationHandshake(t *testing.T) {
 
 func TestFacebookWithoutVerifyTokenRefusesHandshake(t *testing.T) {
 	env := natstest.Start(t, natsjs.Topology{})
-	fb, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{appSecret}, Sink: natsjs.NewSink(env.Handles, natsjs.SinkOptions{}), Seen: env.Requests})
+	fb, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{appSecret}, Webhook: social.WebhookOptions{Sink: natsjs.NewSink(env.Handles, natsjs.SinkOptions{}), Seen: env.Requests}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -721,21 +721,21 @@ func TestSeenStoreDownIs503ThenRetryPublishesOnce(t *testing.T) {
 func TestOptionsAndSharedRegisterer(t *testing.T) {
 	env := natstest.Start(t, natsjs.Topology{})
 	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{})
-	if _, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{""}, Sink: sink, Seen: env.Requests}); err == nil {
+	if _, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{""}, Webhook: social.WebhookOptions{Sink: sink, Seen: env.Requests}}); err == nil {
 		t.Error("facebook without secret accepted")
 	}
-	if _, err := social.NewX(social.XOptions{ConsumerSecrets: []string{"s"}, Seen: env.Requests}); err == nil {
+	if _, err := social.NewX(social.XOptions{ConsumerSecrets: []string{"s"}, Webhook: social.WebhookOptions{Seen: env.Requests}}); err == nil {
 		t.Error("x without sink accepted")
 	}
-	if _, err := social.NewX(social.XOptions{ConsumerSecrets: []string{"s"}, Sink: sink}); err == nil {
+	if _, err := social.NewX(social.XOptions{ConsumerSecrets: []string{"s"}, Webhook: social.WebhookOptions{Sink: sink}}); err == nil {
 		t.Error("x without seen store accepted")
 	}
 	reg := prometheus.NewRegistry()
 	for range 2 { // two of each on one registerer, as in tests of cmd/caud
-		if _, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{"s"}, Sink: sink, Seen: env.Requests, Registerer: reg}); err != nil {
+		if _, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{"s"}, Webhook: social.WebhookOptions{Sink: sink, Seen: env.Requests, Registerer: reg}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := social.NewX(social.XOptions{ConsumerSecrets: []string{"s"}, Sink: sink, Seen: env.Requests, Registerer: reg}); err != nil {
+		if _, err := social.NewX(social.XOptions{ConsumerSecrets: []string{"s"}, Webhook: social.WebhookOptions{Sink: sink, Seen: env.Requests, Registerer: reg}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -789,7 +789,7 @@ func (f *failingPut) Put(ctx context.Context, key string, value []byte) (uint64,
 func TestRecordLostAfterPublishIsRetriedWithoutDoubling(t *testing.T) {
 	env := natstest.Start(t, natsjs.Topology{})
 	seen := &failingPut{KeyValue: env.Requests}
-	x, err := social.NewX(social.XOptions{ConsumerSecrets: []string{consumerSecret}, Sink: natsjs.NewSink(env.Handles, natsjs.SinkOptions{}), Seen: seen})
+	x, err := social.NewX(social.XOptions{ConsumerSecrets: []string{consumerSecret}, Webhook: social.WebhookOptions{Sink: natsjs.NewSink(env.Handles, natsjs.SinkOptions{}), Seen: seen}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,16 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
-	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
@@ -32,21 +27,9 @@ type XOptions struct {
 	// by an "app" query parameter (0-based index) when several apps register the same URL as
 	// /webhooks/x?app=1. Empty strings are skipped. At least one is required.
 	ConsumerSecrets []string
-	// MaxBodyBytes bounds a delivery; 0 means 4 MiB. Larger bodies get 413.
-	MaxBodyBytes int64
-	// Sink publishes the requests (required).
-	Sink channels.Sink
-	// Seen records every published platform id beyond the JetStream duplicate window: KV
-	// cau_requests, keys social.x.<hash> (required).
-	Seen jetstream.KeyValue
-	// PublishTimeout bounds the whole delivery before answering 503; 0 means 5 s (X waits 10 s).
-	PublishTimeout time.Duration
-	Logger         *slog.Logger
-	// Registerer receives the caud_social_* metrics; nil registers nothing. It may be shared with
-	// Facebook.
-	Registerer prometheus.Registerer
-	// Now is the clock for events without a timestamp; nil means time.Now.
-	Now func() time.Time
+	// Webhook holds the settings both webhooks share (sink, seen store, limits); X waits 10 s for
+	// an answer.
+	Webhook WebhookOptions
 }
 
 // X is the handler of /webhooks/x. Safe for concurrent use.
@@ -61,7 +44,7 @@ func NewX(o XOptions) (*X, error) {
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("social x: %w", ErrNoSecret)
 	}
-	c, err := newCommon(PlatformX, o.Sink, o.Seen, o.MaxBodyBytes, o.PublishTimeout, o.Logger, o.Registerer, o.Now)
+	c, err := newCommon(PlatformX, o.Webhook)
 	if err != nil {
 		return nil, err
 	}
