@@ -29,3 +29,15 @@ func TestHealthTrackerSince(t *testing.T) {
 		t.Fatalf("second failure %+v", h)
 	}
 }
+
+func TestOrDefault(t *testing.T) {
+	if OrDefault(0, 5) != 5 || OrDefault(-1, 5) != 5 || OrDefault(3, 5) != 3 {
+		t.Fatal("int")
+	}
+	if OrDefault(time.Duration(0), time.Second) != time.Second || OrDefault(2*time.Millisecond, time.Second) != 2*time.Millisecond {
+		t.Fatal("duration")
+	}
+	if OrDefault(0.0, 80e6) != 80e6 || OrDefault(1.5, 80e6) != 1.5 {
+		t.Fatal("float")
+	}
+}

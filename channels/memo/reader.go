@@ -56,21 +56,11 @@ type Reader struct {
 // NewReader looks for the tools and returns a Reader; a missing tool is not an error (Missing
 // says which, and every file is then unread with reason tools_missing).
 func NewReader(ctx context.Context, o ReaderOptions) (*Reader, error) {
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = DefaultReaderMaxBytes
-	}
-	if o.MaxPages <= 0 {
-		o.MaxPages = DefaultReaderMaxPages
-	}
-	if o.PageTimeout <= 0 {
-		o.PageTimeout = DefaultReaderPageTimeout
-	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultReaderWorkers
-	}
-	if o.MaxPixels <= 0 {
-		o.MaxPixels = 80e6
-	}
+	o.MaxBytes = channels.OrDefault(o.MaxBytes, DefaultReaderMaxBytes)
+	o.MaxPages = channels.OrDefault(o.MaxPages, DefaultReaderMaxPages)
+	o.PageTimeout = channels.OrDefault(o.PageTimeout, DefaultReaderPageTimeout)
+	o.Workers = channels.OrDefault(o.Workers, DefaultReaderWorkers)
+	o.MaxPixels = channels.OrDefault(o.MaxPixels, 80e6)
 	if o.TmpDir == "" {
 		o.TmpDir = os.TempDir()
 	}

@@ -99,21 +99,11 @@ func NewProfiles(o ProfileOptions) (*Profiles, error) {
 	if o.Client == nil {
 		o.Client = &http.Client{}
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultProfileTimeout
-	}
-	if o.TTL <= 0 {
-		o.TTL = DefaultProfileTTL
-	}
-	if o.MissTTL <= 0 {
-		o.MissTTL = DefaultProfileMissTTL
-	}
-	if o.RetryTTL <= 0 {
-		o.RetryTTL = DefaultProfileRetryTTL
-	}
-	if o.MaxEntries <= 0 {
-		o.MaxEntries = DefaultProfileEntries
-	}
+	o.Timeout = channels.OrDefault(o.Timeout, DefaultProfileTimeout)
+	o.TTL = channels.OrDefault(o.TTL, DefaultProfileTTL)
+	o.MissTTL = channels.OrDefault(o.MissTTL, DefaultProfileMissTTL)
+	o.RetryTTL = channels.OrDefault(o.RetryTTL, DefaultProfileRetryTTL)
+	o.MaxEntries = channels.OrDefault(o.MaxEntries, DefaultProfileEntries)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

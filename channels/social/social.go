@@ -176,12 +176,8 @@ func newCommon(platform string, o WebhookOptions) (*common, error) {
 	if seen == nil {
 		return nil, fmt.Errorf("social %s: no seen store (KV %s)", platform, "cau_requests")
 	}
-	if maxBody <= 0 {
-		maxBody = DefaultMaxBodyBytes
-	}
-	if timeout <= 0 {
-		timeout = DefaultPublishTimeout
-	}
+	maxBody = channels.OrDefault(maxBody, DefaultMaxBodyBytes)
+	timeout = channels.OrDefault(timeout, DefaultPublishTimeout)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
