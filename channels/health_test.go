@@ -2,6 +2,8 @@ package channels
 
 import (
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -39,5 +41,15 @@ func TestOrDefault(t *testing.T) {
 	}
 	if OrDefault(0.0, 80e6) != 80e6 || OrDefault(1.5, 80e6) != 1.5 {
 		t.Fatal("float")
+	}
+}
+
+func TestOrDiscard(t *testing.T) {
+	if OrDiscard(nil) == nil {
+		t.Fatal("nil logger")
+	}
+	l := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if OrDiscard(l) != l {
+		t.Fatal("logger replaced")
 	}
 }

@@ -1,6 +1,9 @@
 package channels
 
-import "cmp"
+import (
+	"cmp"
+	"log/slog"
+)
 
 // OrDefault returns v, or def when v is zero or negative: how the Options of this module read a
 // number left unset ("0 means …").
@@ -10,4 +13,13 @@ func OrDefault[T cmp.Ordered](v, def T) T {
 		return def
 	}
 	return v
+}
+
+// OrDiscard returns log, or a logger that drops everything when log is nil: how the Options of
+// this module read an unset Logger.
+func OrDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 )
@@ -45,9 +46,7 @@ type Letters struct {
 
 // New returns the dead-letter view over h; log may be nil.
 func New(h *natsjs.Handles, log *slog.Logger) *Letters {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = channels.OrDiscard(log)
 	return &Letters{h: h, log: log}
 }
 

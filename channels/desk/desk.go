@@ -78,10 +78,7 @@ func New(o Options) (*Desk, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	return &Desk{o: o, ids: channels.NewIDs(), log: log}, nil
 }
 

@@ -154,10 +154,7 @@ func New(o Options) (*Memo, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	spool, err := filepath.Abs(o.SpoolDir)
 	if err != nil {
 		return nil, fmt.Errorf("spool dir: %w", err)

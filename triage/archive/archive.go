@@ -54,9 +54,7 @@ type Archive struct {
 
 // New returns an Archive over the topology h; log may be nil.
 func New(h *natsjs.Handles, log *slog.Logger) *Archive {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = channels.OrDiscard(log)
 	return &Archive{h: h, log: log}
 }
 

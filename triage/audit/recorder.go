@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
@@ -79,10 +80,7 @@ func NewRecorder(js jetstream.JetStream, o RecorderOptions) *Recorder {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	r := &Recorder{js: js, o: o, log: log, retry: make(chan Event, o.Buffer)}
 	r.m = recorderMetrics{
 		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_audit_recorded_total", Help: "Agents' actions recorded on CAU_AUDIT, per event type."}, []string{"type"}),
