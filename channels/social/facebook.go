@@ -90,18 +90,12 @@ func (f *Facebook) verify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Facebook) post(w http.ResponseWriter, r *http.Request) {
-	body, ok := f.readSigned(w, r, FacebookSignatureHeader, func(sig string, body []byte) bool {
+	body, events, ok := f.readEvents(w, r, FacebookSignatureHeader, func(sig string, body []byte) bool {
 		return VerifyFacebookSignature(sig, body, f.secrets)
-	})
+	}, ParseFacebook)
 	if !ok {
 		return
 	}
-	events, ignored, err := ParseFacebook(body)
-	if err != nil {
-		f.malformed(w, err)
-		return
-	}
-	f.countIgnored(ignored)
 	f.name(r.Context(), events)
 	f.deliver(w, r, body, events, func(e Event) string { return "facebook://page/" + e.Social.PageID }, func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

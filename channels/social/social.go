@@ -231,6 +231,22 @@ func (c *common) readSigned(w http.ResponseWriter, r *http.Request, header strin
 }
 
 // malformed answers 400 for a body the parser refused.
+// readEvents reads a delivery signed in header (readSigned) and parses it, counting what the
+// parser ignored; false when the delivery was refused (the answer is written).
+func (c *common) readEvents(w http.ResponseWriter, r *http.Request, header string, verify func(string, []byte) bool, parse func([]byte) ([]Event, Ignored, error)) ([]byte, []Event, bool) {
+	body, ok := c.readSigned(w, r, header, verify)
+	if !ok {
+		return nil, nil, false
+	}
+	events, ignored, err := parse(body)
+	if err != nil {
+		c.malformed(w, err)
+		return nil, nil, false
+	}
+	c.countIgnored(ignored)
+	return body, events, true
+}
+
 func (c *common) malformed(w http.ResponseWriter, err error) {
 	c.m.deliveries.WithLabelValues(c.platform, "malformed").Inc()
 	httpjson.Fail(w, http.StatusBadRequest, err.Error())

@@ -82,18 +82,12 @@ func (x *X) crc(w http.ResponseWriter, r *http.Request) {
 }
 
 func (x *X) post(w http.ResponseWriter, r *http.Request) {
-	body, ok := x.readSigned(w, r, XSignatureHeader, func(sig string, body []byte) bool {
+	body, events, ok := x.readEvents(w, r, XSignatureHeader, func(sig string, body []byte) bool {
 		return VerifyXSignature(sig, body, x.secrets)
-	})
+	}, ParseX)
 	if !ok {
 		return
 	}
-	events, ignored, err := ParseX(body)
-	if err != nil {
-		x.malformed(w, err)
-		return
-	}
-	x.countIgnored(ignored)
 	x.deliver(w, r, body, events, func(e Event) string { return "x://user/" + e.Social.ForUserID }, func(w http.ResponseWriter) {
 		w.WriteHeader(http.StatusOK)
 	})
