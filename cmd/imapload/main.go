@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ipn-cgsi/caud/channels/imap"
@@ -120,8 +119,8 @@ func run() int {
 
 func load(ctx context.Context, c config, log *slog.Logger) error {
 	var h *natsjs.Handles
-	var nc *nats.Conn
 	inProcess := c.natsURL == ""
+	copts := natsjs.ConnectOptions{URLs: strings.Split(c.natsURL, ",")}
 	if c.natsURL == "" {
 		dir := c.storeDir
 		if dir == "" {
@@ -137,27 +136,17 @@ func load(ctx context.Context, c config, log *slog.Logger) error {
 			return err
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		nc, err = natsjs.Connect(ctx, natsjs.ConnectOptions{Server: ns}, nil)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		if h, err = natsjs.EnsureTopology(ctx, js, natsjs.Topology{}); err != nil {
-			return err
-		}
+		copts = natsjs.ConnectOptions{Server: ns}
 		c.adapter = true
-	} else {
-		var err error
-		nc, err = natsjs.Connect(ctx, natsjs.ConnectOptions{URLs: strings.Split(c.natsURL, ",")}, nil)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		if h, err = natsjs.EnsureTopology(ctx, js, natsjs.Topology{}); err != nil {
-			return err
-		}
+	}
+	nc, err := natsjs.Connect(ctx, copts, nil)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if h, err = natsjs.EnsureTopology(ctx, js, natsjs.Topology{}); err != nil {
+		return err
 	}
 	cl, err := imapclient.DialInsecure(c.imapAddr, nil)
 	if err != nil {
