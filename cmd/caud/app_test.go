@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/config"
 )
 
@@ -177,15 +178,23 @@ func TestPhoneRequestsLandInTheirQueues(t *testing.T) {
 }
 
 func TestIdempotencyKeyGivesOneQueuedItem(t *testing.T) {
-	_, base := startApp(t)
+	app, base := startApp(t)
 	body := `{"channel":"phone","description":"No hay internet en el laboratorio 3 desde ayer","idempotency_key":"llamada-2025-10-14-0007"}`
 	code1, id1 := submit(t, base, body)
 	code2, id2 := submit(t, base, body)
 	if code1 != 201 || code2 != 200 || id1 != id2 {
 		t.Fatalf("%d %s, %d %s", code1, id1, code2, id2)
 	}
+	// Both answers come after JetStream acknowledged whatever was published, so the inbound
+	// stream already holds every request the two submissions made: exactly one.
+	info, err := app.h.JS.Stream(context.Background(), natsjs.StreamInbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("CAU_INBOUND holds %d requests, want 1", n)
+	}
 	waitQueued(t, base, id1)
-	time.Sleep(300 * time.Millisecond)
 	code, b := call(t, "GET", base+"/api/v1/queues", "")
 	var q struct {
 		Queues []struct {
