@@ -268,32 +268,19 @@ func ParseFacebook(body []byte) ([]Event, Ignored, error) {
 		return nil, ig, nil
 	}
 	ig.add("invalid", d.Entry.Skipped)
-	var events []Event
-	ids := map[string]bool{}
-	// keep takes one parsed item: an event, or the reason it is ignored.
-	keep := func(e Event, reason string) {
-		switch {
-		case reason != "":
-			ig.add(reason, 1)
-		case ids[e.ID]:
-			ig.add("duplicate", 1)
-		default:
-			ids[e.ID] = true
-			events = append(events, e)
-		}
-	}
+	set := eventSet{ig: ig, ids: map[string]bool{}}
 	for _, en := range d.Entry.Items {
 		page := string(en.ID)
 		ig.add("standby", len(en.Standby.Items))
 		ig.add("invalid", en.Messaging.Skipped+en.Changes.Skipped+en.Standby.Skipped)
 		for _, raw := range en.Messaging.Items {
-			keep(fbMessaging1(page, en, raw))
+			set.keep(fbMessaging1(page, en, raw))
 		}
 		for _, raw := range en.Changes.Items {
-			keep(fbChange1(page, en, raw))
+			set.keep(fbChange1(page, en, raw))
 		}
 	}
-	return events, ig, nil
+	return set.events, ig, nil
 }
 
 // fbMessaging1 reads one element of entry[].messaging[]: an Event, or the reason it is none.

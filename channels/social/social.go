@@ -85,6 +85,27 @@ type Event struct {
 
 // Ignored counts what a delivery carried that does not become a request, by reason (echo,
 // delivery, read, edit, own_comment, own_dm, own_tweet, retweet, unknown, …).
+// eventSet gathers the events of one delivery, each message once, and counts in ig what it leaves
+// out (with its reason, or "duplicate" for a message the delivery repeats).
+type eventSet struct {
+	ig     Ignored
+	ids    map[string]bool
+	events []Event
+}
+
+// keep takes one parsed item: an event, or the reason it is ignored.
+func (s *eventSet) keep(e Event, reason string) {
+	switch {
+	case reason != "":
+		s.ig.add(reason, 1)
+	case s.ids[e.ID]:
+		s.ig.add("duplicate", 1)
+	default:
+		s.ids[e.ID] = true
+		s.events = append(s.events, e)
+	}
+}
+
 type Ignored map[string]int
 
 func (ig Ignored) add(reason string, n int) {

@@ -257,24 +257,12 @@ func ParseX(body []byte) ([]Event, Ignored, error) {
 		account = inferAccount(dms.Items, tws.Items)
 		ig.add("no_for_user_id", 1)
 	}
-	var events []Event
-	ids := map[string]bool{}
-	keep := func(e Event, reason string) {
-		switch {
-		case reason != "":
-			ig.add(reason, 1)
-		case ids[e.ID]:
-			ig.add("duplicate", 1)
-		default:
-			ids[e.ID] = true
-			events = append(events, e)
-		}
-	}
+	set := eventSet{ig: ig, ids: map[string]bool{}}
 	for _, dm := range dms.Items {
-		keep(xDirectMessage(account, users, dm))
+		set.keep(xDirectMessage(account, users, dm))
 	}
 	for _, tw := range tws.Items {
-		keep(xMention(account, users, tw))
+		set.keep(xMention(account, users, tw))
 	}
 	for _, key := range slices.Sorted(maps.Keys(top)) {
 		switch key {
@@ -292,7 +280,7 @@ func ParseX(body []byte) ([]Event, Ignored, error) {
 			ig.add(kind, 1)
 		}
 	}
-	return events, ig, nil
+	return set.events, ig, nil
 }
 
 // inferAccount guesses the subscribed account of a delivery without for_user_id: the one user in

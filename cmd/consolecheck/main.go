@@ -5,7 +5,7 @@
 // made to anything but the local server (remote content), and any unsafe markup left by the
 // sanitizer. It exits 1 when any file has a finding. Loopback only.
 //
-//	go run ./cmd/consolecheck --dir ../shared/fixtures/external/mime
+//	go run ./cmd/consolecheck --dir PATH/TO/MAIL/CORPUS
 //
 // The folder can also be given as CAU_MAIL_CORPUS.
 package main
