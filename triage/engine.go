@@ -88,6 +88,9 @@ type Engine struct {
 	verifyDoc int          // the service asked "is this message genuine?" (-1: none)
 	model     *Model
 	version   string
+	// offices are the stems that name an orientation target's office or the target itself
+	// ("biblioteca", "capital humano"): in a place phrase they count placeWeight for targets.
+	offices map[int32]bool
 }
 
 // NewEngine compiles a catalog into an engine and trains its learned component from the catalog's
@@ -187,6 +190,14 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 		add(t.Text, termGap, posting{doc: -1, role: roleServicio, weight: t.Weight, text: t.Text})
 	}
 
+	e.offices = map[int32]bool{}
+	for _, t := range c.f.OutOfScope {
+		for _, st := range e.analyze(t.Office + " " + strings.ReplaceAll(t.Target, "_", " ")) {
+			if len(st) > 2 {
+				e.offices[e.intern(st)] = true
+			}
+		}
+	}
 	texts := e.trainingTexts(c, m)
 	e.nb = e.train(texts)
 	e.offerDoc = offerTarget(e.docs, texts)
@@ -270,13 +281,21 @@ type scratch struct {
 	words       []string
 	nbtf        map[uint64]float64
 	nbKeys      []uint64
-	bfalla      float64 // built-in Spanish reading: malfunction statements, weighted by clause
-	bfTop       float64 // the strongest single clause's malfunction statement
-	bserv       float64 // built-in: requests, questions, verifications
-	bfCue       int     // clause that stated the strongest fault (-1 none)
-	bsCue       int     // clause that made the strongest request (-1 none)
-	status      bool    // a main clause asks for the status of an earlier request
-	offer       int     // markers of an unsolicited commercial offer
+	toks        []string  // folded word of each entry of ids ("" for separators)
+	place       []float32 // weight of each entry of ids for an orientation target (placeMask)
+	tfT         map[int32]float64
+	nbtfT       map[uint64]float64
+	ngtfT       map[string]float64
+	ngtf        map[string]float64
+	ngWords     []string // words in order of first occurrence, for the n-gram evidence
+	ngKnown     []bool   // whether the word model knows each of ngWords
+	bfalla      float64  // built-in Spanish reading: malfunction statements, weighted by clause
+	bfTop       float64  // the strongest single clause's malfunction statement
+	bserv       float64  // built-in: requests, questions, verifications
+	bfCue       int      // clause that stated the strongest fault (-1 none)
+	bsCue       int      // clause that made the strongest request (-1 none)
+	status      bool     // a main clause asks for the status of an earlier request
+	offer       int      // markers of an unsolicited commercial offer
 	tf          map[int32]float64
 	keys        []int32
 	scores      []float64
@@ -304,7 +323,7 @@ type hit struct {
 // clauses are separated by zoneSep, so no term spans two of them. It returns the number of content
 // words of the subject and the requester's own text.
 func (e *Engine) tokens(s *scratch, in Input) int {
-	s.ids, s.zone, s.cl = s.ids[:0], s.zone[:0], s.cl[:0]
+	s.ids, s.zone, s.cl, s.toks, s.place = s.ids[:0], s.zone[:0], s.cl[:0], s.toks[:0], s.place[:0]
 	s.clauses = s.clauses[:0]
 	body := in.Text
 	if len(body) > 4*maxTextRunes {
@@ -319,7 +338,7 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		s.parts = splitClauses(text, s.parts[:0])
 		for _, p := range s.parts {
 			ci := clauseInfo{text: p, subject: subject}
-			s.words = words(fold.String(p))
+			s.words = splitJoined(words(fold.String(p)))
 			classify(&ci, s.words)
 			ci.report = isReport(s.words)
 			if isQuoted {
@@ -351,18 +370,28 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		if k >= attachedFrom {
 			zone *= attached
 		}
-		for _, w := range s.clauseWords[k] {
+		mask := placeMask(s.clauseWords[k], c.falla >= placeFault, e.stop)
+		for j, w := range s.clauseWords[k] {
 			if e.stop[w] {
 				continue
 			}
 			if c.role != roleQuoted {
 				content++
 			}
-			s.ids = append(s.ids, e.lookup(w))
+			id := e.lookup(w)
+			pw := float32(1)
+			if mask != nil && mask[j] && id >= 0 && e.offices[id] {
+				pw = placeWeight
+			}
+			s.ids = append(s.ids, id)
+			s.toks = append(s.toks, w)
+			s.place = append(s.place, pw)
 			s.zone = append(s.zone, zone)
 			s.cl = append(s.cl, int16(min(k, 1<<14)))
 		}
 		s.ids = append(s.ids, zoneSep) // clauses never join into one term
+		s.toks = append(s.toks, "")
+		s.place = append(s.place, 1)
 		s.zone = append(s.zone, zone)
 		s.cl = append(s.cl, int16(min(k, 1<<14)))
 	}
@@ -502,9 +531,11 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 	// Match terms and accumulate term frequencies weighted by zone (clause and subject).
 	if s.tf == nil {
 		s.tf = map[int32]float64{}
+		s.tfT = map[int32]float64{}
 		s.tcl = map[int32]termClause{}
 	}
 	clear(s.tf)
+	clear(s.tfT)
 	clear(s.tcl)
 	for i, id := range s.ids {
 		if id < 0 {
@@ -518,6 +549,7 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 					s.tcl[ti] = termClause{cl: s.cl[i], z: z}
 				}
 				s.tf[ti] += float64(z)
+				s.tfT[ti] += float64(z * s.place[i])
 			}
 		}
 	}
@@ -548,7 +580,13 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 		t := &e.terms[ti]
 		cl := s.tcl[ti].cl
 		sat := tf * (k1 + 1) / (tf + k1)
+		tfT := s.tfT[ti]
+		satT := placeShare(sat, tf, tfT)
 		for _, p := range t.postings {
+			tf, sat := tf, sat
+			if p.doc >= 0 && e.docs[p.doc].kind == docTarget {
+				tf, sat = tfT, satT // a place named is not what is asked
+			}
 			switch p.role {
 			case roleKeyword, rolePhraseToken:
 				c := p.weight * t.idf * sat

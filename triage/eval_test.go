@@ -42,14 +42,17 @@ func TestEvaluate(t *testing.T) {
 		{"testdata/tuning/ipn_areas.jsonl", nil, 0.97, 0.97, 0.90, 0},
 		{"testdata/tuning/ipn_kind.jsonl", nil, 0.93, 0.90, 0.90, 0},
 		{"testdata/tuning/other_country_chat.jsonl", nil, 0.90, 0.95, 0.95, 0},
-		{"testdata/tuning/campus.jsonl", campus, 0.85, 0.90, 0.90, 0.05},
+		{"testdata/tuning/campus.jsonl", campus, 0.88, 0.93, 0.93, 0.02},
+		{"testdata/tuning/place_mentions.jsonl", nil, 0.90, 0.88, 0.95, 0},
+		{"testdata/tuning/campus_place_mentions.jsonl", campus, 1, 1, 1, 0},
 		{"testdata/untuned/ipn_mixed.jsonl", nil, 0.95, 0.90, 0.93, 0.02},
 		{"testdata/untuned/ipn_mixed2.jsonl", nil, 0.92, 0.90, 0.93, 0.02},
-		{"testdata/untuned/ipn_mixed3.jsonl", nil, 0.90, 0.82, 0.90, 0.02},
+		{"testdata/untuned/ipn_mixed3.jsonl", nil, 0.92, 0.86, 0.93, 0.02},
 		{"testdata/untuned/ipn_mixed4.jsonl", nil, 0.95, 0.93, 0.92, 0.02},
 		{"testdata/untuned/short_chat.jsonl", nil, 0.95, 0.90, 0.93, 0.02},
 		{"testdata/untuned/other_country_chat.jsonl", nil, 0.93, 0.93, 0.93, 0.02},
 		{"testdata/untuned/campus.jsonl", campus, 0.95, 0.95, 0.90, 0.02},
+		{"testdata/untuned/place_mentions.jsonl", nil, 0.80, 0.75, 0.85, 0.15},
 	}
 	engines := map[*Catalog]*Engine{nil: NewEngine(DefaultCatalog()), campus: NewEngine(campus)}
 	for _, c := range cases {

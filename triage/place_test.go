@@ -1,0 +1,57 @@
+package triage
+
+import "testing"
+
+// TestPlaceMentionWeighsLittle: an orientation target's office named only as the place where
+// something fails does not take the request; asked about for itself, it still does.
+func TestPlaceMentionWeighsLittle(t *testing.T) {
+	campus, err := LoadCatalogFile("testdata/campus_catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cat           *Catalog
+		text          string
+		outcome, area string
+	}{
+		{campus, "la fotocopiadora de la biblioteca no saca copias", OutcomeSAI, "IMPRESION"},
+		{campus, "¿Cuántos libros me prestan en la biblioteca?", OutcomeNoCompetente, "BIBLIOTECA"},
+		{DefaultCatalog(), "el correo de la dirección de capital humano no recibe mensajes", OutcomeSAI, "CORREO"},
+		{DefaultCatalog(), "la página de servicio social marca error", OutcomeSAI, "HOSTING"},
+		{DefaultCatalog(), "no me llegó el recibo de sueldo de este mes", OutcomeNoCompetente, "CAPITAL_HUMANO"},
+	} {
+		d := NewEngine(c.cat).Decide(Input{Text: c.text})
+		if d.Outcome != c.outcome || d.Area != c.area {
+			t.Errorf("%q: %s/%s, want %s/%s (%s)", c.text, d.Outcome, d.Area, c.outcome, c.area, d.Explanation)
+		}
+	}
+}
+
+func TestPlaceMask(t *testing.T) {
+	for _, c := range []struct {
+		text  string
+		fault bool
+		want  string // the words marked, space-separated
+	}{
+		{"la fotocopiadora de la biblioteca no saca copias", true, "biblioteca"},
+		{"la cuenta de correo de la biblioteca", false, ""},
+		{"en la biblioteca la red esta lenta", true, "biblioteca"},
+		{"en la sala de lectura de la biblioteca central no hay wifi", true, "sala lectura biblioteca"},
+		{"necesito el recibo de nomina", false, ""},
+	} {
+		ws := words(c.text)
+		mask := placeMask(ws, c.fault, stopwords)
+		got := ""
+		for i, m := range mask {
+			if m {
+				if got != "" {
+					got += " "
+				}
+				got += ws[i]
+			}
+		}
+		if got != c.want {
+			t.Errorf("%q: marked %q, want %q", c.text, got, c.want)
+		}
+	}
+}
