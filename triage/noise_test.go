@@ -105,7 +105,7 @@ func TestNgramsReadRunTogetherWords(t *testing.T) {
 		{"se cayo elinternet de todo el edificio", "RED"},
 		{"no funsiona la bideoconferensia", "VIDEOCONF"},
 		{"la inpresora no inprime", "EQUIPO"},
-		{"me urge que me restablescan la contrasenia de mi cuenta institusional", "CORREO"},
+		{"nesesito una lisencia de windouws", "LICENCIAS"},
 	} {
 		d := e.Decide(Input{Text: c.text})
 		if d.Area != c.area {
