@@ -14,6 +14,7 @@ var examples = map[string]string{
 	"submit":             "cauctl submit --channel phone --unit ESCOM --role docente --extension 52034 --description \"No puedo entrar a mi correo\"",
 	"memo":               "cauctl memo oficio-1234.pdf --email jefatura@ipn.mx",
 	"triage corrections": "cauctl triage corrections --out correcciones.jsonl",
+	"triage model":       "cauctl triage model --retrain",
 	"dlq list":           "cauctl dlq list",
 	"dlq replay":         "cauctl dlq replay 42",
 	"catalog check":      "cauctl catalog check mi-catalogo.yaml",
