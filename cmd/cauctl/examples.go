@@ -23,6 +23,7 @@ var examples = map[string]string{
 	"triage explain":     "cauctl triage explain \"no hay internet en la biblioteca\"",
 	"mail check":         "cauctl mail check ./correos --misses",
 	"triage eval":        "cauctl triage eval ejemplos.jsonl",
+	"triage bench":       "cauctl triage bench ejemplos.jsonl --rounds 50",
 	"triage learn":       "cauctl triage learn correcciones.jsonl --guard ejemplos.jsonl --out modelo.json",
 	"users add":          "cauctl users add ana.ruiz --role agente --display \"Ana Ruiz\"",
 	"users passwd":       "cauctl users passwd ana.ruiz",
