@@ -287,15 +287,19 @@ type scratch struct {
 	nbtfT       map[uint64]float64
 	ngtfT       map[string]float64
 	ngtf        map[string]float64
-	ngWords     []string // words in order of first occurrence, for the n-gram evidence
-	ngKnown     []bool   // whether the word model knows each of ngWords
-	bfalla      float64  // built-in Spanish reading: malfunction statements, weighted by clause
-	bfTop       float64  // the strongest single clause's malfunction statement
-	bserv       float64  // built-in: requests, questions, verifications
-	bfCue       int      // clause that stated the strongest fault (-1 none)
-	bsCue       int      // clause that made the strongest request (-1 none)
-	status      bool     // a main clause asks for the status of an earlier request
-	offer       int      // markers of an unsolicited commercial offer
+	ngWords     []string         // words in order of first occurrence, for the n-gram evidence
+	ngKnown     []bool           // whether the word model knows each of ngWords
+	ngAt        []int16          // clause of the first occurrence of each of ngWords
+	nbAt        []termClause     // clause of the strongest occurrence of each of nbKeys
+	nbIdx       map[uint64]int32 // index in nbKeys
+	attr        []attribution    // learned evidence by candidate and clause
+	bfalla      float64          // built-in Spanish reading: malfunction statements, weighted by clause
+	bfTop       float64          // the strongest single clause's malfunction statement
+	bserv       float64          // built-in: requests, questions, verifications
+	bfCue       int              // clause that stated the strongest fault (-1 none)
+	bsCue       int              // clause that made the strongest request (-1 none)
+	status      bool             // a main clause asks for the status of an earlier request
+	offer       int              // markers of an unsolicited commercial offer
 	tf          map[int32]float64
 	keys        []int32
 	scores      []float64
@@ -421,6 +425,24 @@ func (e *Engine) ownWords(s *scratch, n int) int {
 	return words
 }
 
+// gluedPrefixes are short function words written together with the next word in a hurry
+// ("micorreo", "elinternet", "lacontraseña").
+var gluedPrefixes = []string{"mis", "mi", "tus", "tu", "sus", "su", "los", "las", "el", "la", "al", "del", "de", "en", "un", "una", "no", "me", "se", "le", "lo"}
+
+// unglue splits an unknown word w into a glued function word and a catalog word, returning the
+// catalog word's stem id, or -1. The rest must be a catalog stem exactly (no typo
+// tolerance: "sucursal" is not "su" + a misspelt "cursal").
+func (e *Engine) unglue(w string) int32 {
+	for _, p := range gluedPrefixes {
+		if rest, ok := strings.CutPrefix(w, p); ok && len(rest) >= 4 && !e.stop[rest] {
+			if id, ok := e.vocab[stem(rest)]; ok {
+				return id
+			}
+		}
+	}
+	return -1
+}
+
 // maxCachedWords bounds the memory of the word cache of an engine (about 100 bytes a word).
 const maxCachedWords = 100000
 
@@ -440,6 +462,13 @@ func (e *Engine) lookup(w string) int32 {
 }
 
 func (e *Engine) lookupSlow(w string) int32 {
+	if id := e.lookupWord(w); id >= 0 {
+		return id
+	}
+	return e.unglue(w)
+}
+
+func (e *Engine) lookupWord(w string) int32 {
 	if !e.mayMatch(w) {
 		return -1
 	}
@@ -887,6 +916,9 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 		if bestIT != nil {
 			expl += fmt.Sprintf("; supera a %s (%.1f contra %.1f)", e.docs[bestIT.doc].short(), oosScore, itScore)
 		}
+		if cl := e.decidingClause(s, bestOOS.doc); cl != "" {
+			expl += "; decide la frase «" + cl + "»"
+		}
 		out.Explanation = expl
 		out.Others = e.others(cands, bestOOS.doc)
 		return out
@@ -973,6 +1005,11 @@ func (e *Engine) decidingClause(s *scratch, di int) string {
 	for _, h := range s.hits[di] {
 		if h.clause >= 0 && h.weight > 0 {
 			per[h.clause] += h.weight
+		}
+	}
+	for _, a := range s.attr {
+		if int(a.doc) == di && a.cl >= 0 {
+			per[a.cl] += a.w
 		}
 	}
 	best, bw := int16(-1), 0.0

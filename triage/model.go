@@ -69,6 +69,18 @@ var nbStop = func() map[string]bool {
 	return m
 }()
 
+// isNumber reports whether w is a number that names no service: a time, a date, a year, an
+// extension or a folio ("10:00" gives "10" and "00"). Three digits are kept: HTTP status codes
+// ("error 500", "403") do name a kind of fault.
+func isNumber(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if w[i] < '0' || w[i] > '9' {
+			return false
+		}
+	}
+	return len(w) != 3
+}
+
 // nbPost is the learned weight of a feature for one candidate.
 type nbPost struct {
 	doc int32
@@ -146,7 +158,7 @@ func (nc *nbCounts) add(e *Engine, t trainText, sign float64) {
 	nc.ids = nc.ids[:0]
 	for _, p := range splitClauses(t.text, nil) {
 		for _, w := range words(fold.String(p)) {
-			if e.stop[w] || len(w) < 2 {
+			if e.stop[w] || len(w) < 2 || isNumber(w) {
 				continue
 			}
 			st, ok := nc.stems[w]
@@ -335,16 +347,23 @@ func (e *Engine) nbScore(s *scratch, nb *learned) {
 	// Features in order of first occurrence, so that sums and explanations are deterministic.
 	s.nbKeys = s.nbKeys[:0]
 	if s.nbtfT == nil {
-		s.nbtfT, s.ngtfT = map[uint64]float64{}, map[string]float64{}
+		s.nbtfT, s.ngtfT, s.nbIdx = map[uint64]float64{}, map[string]float64{}, map[uint64]int32{}
 	}
 	clear(s.nbtfT)
+	clear(s.nbIdx)
 	clear(s.ngtfT)
+	s.attr = s.attr[:0]
+	var cl int16
 	count := func(k uint64, z, zt float64) {
 		if _, ok := nb.feats[k]; !ok {
 			return
 		}
-		if _, seen := s.nbtf[k]; !seen {
+		if j, seen := s.nbIdx[k]; !seen {
+			s.nbIdx[k] = int32(len(s.nbKeys))
 			s.nbKeys = append(s.nbKeys, k)
+			s.nbAt = append(s.nbAt[:len(s.nbKeys)-1], termClause{cl: cl, z: float32(z)})
+		} else if at := &s.nbAt[j]; float32(z) > at.z {
+			*at = termClause{cl: cl, z: float32(z)}
 		}
 		s.nbtf[k] += z
 		s.nbtfT[k] += zt
@@ -360,10 +379,12 @@ func (e *Engine) nbScore(s *scratch, nb *learned) {
 		}
 		z := float64(s.zone[i])
 		zt := z * float64(s.place[i])
+		cl = s.cl[i]
 		if w := s.toks[i]; w != "" && nb.grams > 0 {
 			if _, seen := s.ngtf[w]; !seen {
 				s.ngWords = append(s.ngWords, w)
 				s.ngKnown = append(s.ngKnown[:len(s.ngWords)-1], id >= 0 && nb.feats[unigram(id)] != nil)
+				s.ngAt = append(s.ngAt[:len(s.ngWords)-1], cl)
 			}
 			s.ngtf[w] += z
 			s.ngtfT[w] += zt
@@ -392,12 +413,13 @@ func (e *Engine) nbScore(s *scratch, nb *learned) {
 			c := float64(p.w) * e.satFor(p.doc, sat, satT)
 			s.scores[p.doc] += c
 			s.nbHits[p.doc] += c
+			s.attr = append(s.attr, attribution{doc: p.doc, cl: s.ngAt[i], w: c})
 			if c > s.nbTop[p.doc].weight {
 				s.nbTop[p.doc] = hit{term: -1, weight: c, text: w + ", por su escritura", clause: -1}
 			}
 		}
 	}
-	for _, k := range s.nbKeys {
+	for j, k := range s.nbKeys {
 		posts := nb.feats[k]
 		sat := saturate(s.nbtf[k])
 		satT := placeShare(sat, s.nbtf[k], s.nbtfT[k])
@@ -405,11 +427,20 @@ func (e *Engine) nbScore(s *scratch, nb *learned) {
 			c := float64(p.w) * e.satFor(p.doc, sat, satT)
 			s.scores[p.doc] += c
 			s.nbHits[p.doc] += c
+			s.attr = append(s.attr, attribution{doc: p.doc, cl: s.nbAt[j].cl, w: c})
 			if c > s.nbTop[p.doc].weight {
 				s.nbTop[p.doc] = hit{term: -1, weight: c, text: e.featureText(k), clause: -1}
 			}
 		}
 	}
+}
+
+// attribution is the learned evidence one feature gave a candidate, with the clause of the
+// feature's strongest occurrence: decidingClause weighs it with the matched terms.
+type attribution struct {
+	doc int32
+	cl  int16
+	w   float64
 }
 
 // saturate is the BM25 saturation of a weighted term frequency (k1 = 1.2).

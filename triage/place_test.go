@@ -1,6 +1,9 @@
 package triage
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestPlaceMentionWeighsLittle: an orientation target's office named only as the place where
 // something fails does not take the request; asked about for itself, it still does.
@@ -52,6 +55,22 @@ func TestPlaceMask(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("%q: marked %q, want %q", c.text, got, c.want)
+		}
+	}
+}
+
+// TestExplanationNamesTheDecidingClause: with context around it, the explanation an agent reads
+// quotes the clause that decided, for a service and for an orientation target alike.
+func TestExplanationNamesTheDecidingClause(t *testing.T) {
+	e := NewEngine(DefaultCatalog())
+	for _, c := range []struct{ text, clause string }{
+		{"Buenas tardes. Soy de la biblioteca. Desde ayer la red inalámbrica no funciona en la sala de lectura.", "Desde ayer la red inalámbrica no funciona"},
+		{"Buenas tardes, soy alumna de ESCOM. Quisiera saber cuándo depositan la beca de manutención de este mes.", "Quisiera saber cuándo depositan la beca"},
+		{"Hola. Trabajo en la dirección desde hace años. No me llega ningún correo a mi cuenta institucional desde el lunes.", "No me llega ningún correo"},
+	} {
+		d := e.Decide(Input{Text: c.text})
+		if !strings.Contains(d.Explanation, "decide la frase «"+c.clause) {
+			t.Errorf("%q: the explanation does not name the deciding clause %q: %s", c.text, c.clause, d.Explanation)
 		}
 	}
 }
