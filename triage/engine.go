@@ -91,6 +91,20 @@ type Engine struct {
 	// offices are the stems that name an orientation target's office or the target itself
 	// ("biblioteca", "capital humano"): in a place phrase they count placeWeight for targets.
 	offices map[int32]bool
+	// scale multiplies the evidence thresholds (evidenceScale).
+	scale float64
+}
+
+// evidenceScale is the factor by which a terse catalog's evidence thresholds are lowered. The
+// thresholds are in score units, and a candidate described by a few keywords and phrases
+// collects far less score from a request than one with hundreds of examples: the same min_score
+// would send most requests of a terse catalog to aclaracion. With texts training texts over docs
+// candidates, the factor is sqrt(texts per candidate / denseCatalog), between minScale and 1.
+func evidenceScale(texts, docs int) float64 {
+	if docs == 0 {
+		return 1
+	}
+	return min(1, max(minScale, math.Sqrt(float64(texts)/float64(docs)/denseCatalog)))
 }
 
 // NewEngine compiles a catalog into an engine and trains its learned component from the catalog's
@@ -203,6 +217,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 	e.offerDoc = offerTarget(e.docs, texts)
 	defer func() { e.cal = e.calibrate(texts) }() // after the matcher is complete
 	e.verifyDoc = verifyTarget(e.docs, texts)
+	e.scale = evidenceScale(len(texts), len(e.docs))
 
 	// BM25-style idf over candidates, normalized so that a term unique to one candidate weighs 1.
 	n := float64(len(e.docs))
@@ -808,6 +823,13 @@ func verifyTarget(docs []doc, texts []trainText) int {
 	return best
 }
 
+// Evidence scale: from denseCatalog training texts per candidate, a catalog's thresholds apply as
+// written; a terser catalog's are lowered, at most to minScale of them.
+const (
+	denseCatalog = 30
+	minScale     = 0.45
+)
+
 // vagueDiscount multiplies every score of a text whose requester says they cannot tell what fails.
 const vagueDiscount = 0.5
 
@@ -881,7 +903,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	// Length-aware evidence: a few words that clearly name one service decide; in a long text one
 	// weak term is not enough.
 	lf := 0.75 + 0.25*math.Min(1, float64(content)/10)
-	minScore, ncScore := th.MinScore*lf, th.NoCompetenteScore*lf
+	minScore, ncScore := th.MinScore*lf*e.scale, th.NoCompetenteScore*lf*e.scale
 	best, second := max(itScore, oosScore), 0.0
 	if len(cands) > 1 {
 		second = cands[1].score

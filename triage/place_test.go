@@ -1,6 +1,7 @@
 package triage
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -71,6 +72,22 @@ func TestExplanationNamesTheDecidingClause(t *testing.T) {
 		d := e.Decide(Input{Text: c.text})
 		if !strings.Contains(d.Explanation, "decide la frase «"+c.clause) {
 			t.Errorf("%q: the explanation does not name the deciding clause %q: %s", c.text, c.clause, d.Explanation)
+		}
+	}
+}
+
+// TestEvidenceScale: a terse catalog's thresholds are lowered, never below minScale; a catalog
+// with many examples per candidate keeps them as written.
+func TestEvidenceScale(t *testing.T) {
+	if s := NewEngine(DefaultCatalog()).scale; s != 1 {
+		t.Errorf("default catalog: scale %.2f, want 1", s)
+	}
+	for _, c := range []struct {
+		texts, docs int
+		want        float64
+	}{{3000, 18, 1}, {15 * 30, 30, math.Sqrt(0.5)}, {1, 20, minScale}, {0, 0, 1}} {
+		if got := evidenceScale(c.texts, c.docs); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("evidenceScale(%d, %d) = %.3f, want %.3f", c.texts, c.docs, got, c.want)
 		}
 	}
 }
