@@ -88,6 +88,7 @@ type Engine struct {
 	verifyDoc int          // the service asked "is this message genuine?" (-1: none)
 	model     *Model
 	version   string
+	bg        map[string][]bgPost // background evidence of words the catalog does not know
 	// offices are the stems that name an orientation target's office or the target itself
 	// ("biblioteca", "capital humano"): in a place phrase they count placeWeight for targets.
 	offices map[int32]bool
@@ -214,6 +215,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 	}
 	texts := e.trainingTexts(c, m)
 	e.nb = e.train(texts)
+	e.bg = e.buildBackground(backgroundAssociations())
 	e.offerDoc = offerTarget(e.docs, texts)
 	defer func() { e.cal = e.calibrate(texts) }() // after the matcher is complete
 	e.verifyDoc = verifyTarget(e.docs, texts)
@@ -287,6 +289,9 @@ func (e *Engine) Catalog() *Catalog { return e.cat }
 
 // scratch holds per-call buffers, pooled to keep Decide light on allocation.
 type scratch struct {
+	bgSeen      map[string]bool // background: stems already counted
+	bgSum       []float64       // background evidence by candidate
+	bgTop       []hit           // strongest background word by candidate
 	ids         []int32
 	zone        []float32
 	cl          []int16 // clause of each token
@@ -653,6 +658,7 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 		}
 	}
 	e.nbScore(s, nb)
+	e.bgScore(s, in)
 	e.readClauses(s)
 	s.raw = nil
 	t := e.decide(s, content)
