@@ -59,6 +59,8 @@ type App struct {
 	desk     *desk.Desk
 	worker   *worker.Worker
 
+	// guard restarts the embedded server's JetStream after a full disk; nil with an external one.
+	guard *natsjs.StoreGuard
 	// health are the adapters that report to /readyz.
 	health []channels.HealthReporter
 
@@ -141,6 +143,10 @@ func (a *App) Start(ctx context.Context) error {
 			Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir,
 			MaxMemory: cfg.NATS.Embedded.MaxMemory, MaxStore: cfg.NATS.Embedded.MaxStore,
 		}
+		guard := natsjs.NewStoreGuard(natsjs.StoreGuardOptions{ResumeFree: cfg.NATS.Embedded.ResumeFree, Logger: a.log, Registerer: a.reg})
+		eo.Guard, a.guard = guard, guard
+		a.health = append(a.health, guard)
+		a.goBG(func() { _ = guard.Run(runCtx) })
 		if eo.Listen != "" && cfg.NATS.Embedded.Auth {
 			if eo.Token, err = natsjs.LoadOrCreateToken(cfg.NATS.Embedded.TokenFile); err != nil {
 				return err
