@@ -266,7 +266,12 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	}
 	if idemKey != "" {
 		b, _ := json.Marshal(idemRecord{Request: *req, Hash: fingerprint(s), Published: true})
-		if _, err := d.o.Idempotency.Put(ctx, idemKey, b); err != nil {
+		// Bounded like a claim attempt: a write that gets no answer (a stream that failed a write
+		// on a full disk) must not hold the client's answer for the whole PublishTimeout.
+		pctx, cancel := context.WithTimeout(ctx, keyAttempt)
+		_, err := d.o.Idempotency.Put(pctx, idemKey, b)
+		cancel()
+		if err != nil {
 			// Harmless: a retry republishes with the same Nats-Msg-Id inside the duplicate window.
 			d.log.Warn("idempotency record", "err", err)
 		}
