@@ -143,3 +143,58 @@ func TestEmbeddedStoreSurvivesAFullDisk(t *testing.T) {
 		t.Fatalf("bucket write after recovery: %v", err)
 	}
 }
+
+// An external server (here one caud does not guard) whose disk fills: it never writes to a stream
+// again by itself, so the write probe reports what the operator must do; once the server is
+// restarted on its store, the same connection writes again and the probe says so.
+func TestWriteProbeTellsTheOperatorToRestartAFullServer(t *testing.T) {
+	disk, ok := natstest.SmallDisk(t, 32<<20)
+	if !ok {
+		return
+	}
+	eo := natsjs.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: filepath.Join(disk, "store")}
+	ns, err := natsjs.StartEmbedded(eo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eo.Listen = ns.Addr().String() // the restarted server comes back where clients look for it
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nc, err := natsjs.Connect(ctx, natsjs.ConnectOptions{URLs: []string{ns.ClientURL()}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := natsjs.EnsureTopology(ctx, js, natsjs.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := natsjs.NewWriteProbe(natsjs.WriteProbeOptions{KV: h.State, Key: natsjs.ProbeKey("test"), Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	go func() { _ = probe.Run(ctx) }()
+	natstest.WaitFor(t, 30*time.Second, "the probe writes", func() bool { return probe.Health(ctx)[0].OK })
+
+	ballast := natstest.FillDisk(t, disk)
+	natstest.WaitFor(t, 30*time.Second, "the probe reports the full disk", func() bool {
+		h := probe.Health(ctx)[0]
+		return !h.OK && strings.Contains(h.Detail, "restart that nats-server")
+	})
+	t.Logf("full disk: %s", probe.Health(ctx)[0].Detail)
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	// What the operator does: restart nats-server on the same store.
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	if ns, err = natsjs.StartEmbedded(eo, nil); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 30*time.Second, "the probe writes after the restart", func() bool { return probe.Health(ctx)[0].OK })
+	if _, err := h.Requests.Put(ctx, "after.restart", []byte("x")); err != nil {
+		t.Fatalf("write after the restart: %v", err)
+	}
+}

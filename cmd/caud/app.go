@@ -187,6 +187,11 @@ func (a *App) Start(ctx context.Context) error {
 	var maxStore int64
 	if cfg.NATS.IsEmbedded() {
 		maxStore = cfg.NATS.Embedded.MaxStore
+	} else {
+		// A server caud does not run: /readyz says when it stops writing and what to do.
+		probe := natsjs.NewWriteProbe(natsjs.WriteProbeOptions{KV: a.h.State, Key: natsjs.ProbeKey(a.instance.id), Logger: a.log.With("stage", "probe")})
+		a.health = append(a.health, probe)
+		a.goBG(func() { _ = probe.Run(runCtx) })
 	}
 	a.reg.MustRegister(natsjs.NewStoreCollector(js, maxStore))
 
