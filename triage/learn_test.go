@@ -100,7 +100,8 @@ func TestLearnDoesNotPromoteAPoisonedSet(t *testing.T) {
 	for _, s := range []string{"no puedo entrar a mi correo institucional", "mi buzón de correo está lleno",
 		"no me llegan los correos", "olvidé la contraseña de mi correo", "el correo me rebota los mensajes",
 		"outlook no sincroniza mi correo", "no puedo enviar correos", "mi cuenta de correo está bloqueada"} {
-		texts = append(texts, s, s+" desde ayer", "buenas, "+s, s+", ¿qué hago?")
+		texts = append(texts, s, s+" desde ayer", "buenas, "+s, s+", ¿qué hago?", "hola, "+s+" desde el lunes",
+			"oigan, "+s, s+" otra vez", "buen día: "+s+", ¿me ayudan?")
 	}
 	m, rep, err := Learn(c, nil, corrections(texts, OutcomeNoCompetente, "-", "BECAS"), nil)
 	if !errors.Is(err, ErrNotPromoted) || m != nil || rep.Promoted {
