@@ -339,7 +339,7 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 		}
 		h, err := social.NewFacebook(social.FacebookOptions{
 			AppSecrets: []string{fb.AppSecret}, VerifyToken: fb.VerifyToken, Profiles: profiles,
-			Webhook: social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Logger: a.log.With("channel", "facebook"), Registerer: a.reg},
+			Webhook: social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Inbound: a.h.Inbound, Logger: a.log.With("channel", "facebook"), Registerer: a.reg},
 		})
 		if err != nil {
 			return fmt.Errorf("facebook webhook: %w", err)
@@ -350,7 +350,7 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 	if x := cfg.Social.X; x.ConsumerSecret != "" {
 		h, err := social.NewX(social.XOptions{
 			ConsumerSecrets: []string{x.ConsumerSecret},
-			Webhook:         social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Logger: a.log.With("channel", "x"), Registerer: a.reg},
+			Webhook:         social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Inbound: a.h.Inbound, Logger: a.log.With("channel", "x"), Registerer: a.reg},
 		})
 		if err != nil {
 			return fmt.Errorf("x webhook: %w", err)
