@@ -182,9 +182,7 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = channels.OrDiscard(log)
 	notify := func(state string, err error) {
 		if o.OnStateChange != nil {
 			o.OnStateChange(state, err)

@@ -204,9 +204,7 @@ func newCommon(platform string, o WebhookOptions) (*common, error) {
 	}
 	maxBody = channels.OrDefault(maxBody, DefaultMaxBodyBytes)
 	timeout = channels.OrDefault(timeout, DefaultPublishTimeout)
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = channels.OrDiscard(log)
 	if now == nil {
 		now = time.Now
 	}
