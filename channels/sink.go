@@ -47,6 +47,12 @@ type RefusalNoter interface {
 	NoteRefusal(err error)
 }
 
+// Recaller is implemented by sinks that can read back the request a receipt names: for a
+// duplicate, the request stored the first time (channels/desk checks a reused key with it).
+type Recaller interface {
+	Recall(ctx context.Context, r Receipt) (*Request, error)
+}
+
 // ErrNotReady is returned by a sink that cannot reach JetStream within the caller's deadline.
 var ErrNotReady = errors.New("sink not ready")
 

@@ -90,6 +90,11 @@ type NATSConfig struct {
 	// 2160h = 90 days; at least the dedup window).
 	Retention      time.Duration `mapstructure:"retention"`
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"` // nats.connect_timeout, default 5s
+	// FailoverAfter is how long intake waits for one raft group on a cluster before it takes the
+	// other way (nats.failover_after, default 750ms; 100ms to 5s): for CAU_INBOUND's ack before
+	// publishing to the spare lane CAU_INBOUND_SPARE too, and (1.33 times it, 1 s by default) for
+	// the desk's idempotency record before reading it from any replica.
+	FailoverAfter time.Duration `mapstructure:"failover_after"`
 }
 
 // IsEmbedded reports whether caud runs its own in-process NATS server (nats.url is empty).

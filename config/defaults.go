@@ -45,6 +45,7 @@ func defaults() Config {
 			DedupWindow:    10 * time.Minute,
 			Retention:      90 * 24 * time.Hour,
 			ConnectTimeout: 5 * time.Second,
+			FailoverAfter:  750 * time.Millisecond,
 		},
 		IMAP: IMAPConfig{LeaseTTL: 8 * time.Second, Attachments: AttachmentsConfig{
 			Read: true, MaxBytes: 10 * MiB, MaxPages: 5, Timeout: 20 * time.Second, Workers: 2,

@@ -142,6 +142,10 @@ func (c *Config) validateNATS(v *checker) {
 		v.bad("nats.retention", "must be at least nats.dedup_window (%s) (got %s)", c.NATS.DedupWindow, c.NATS.Retention)
 	}
 	v.atLeast("nats.connect_timeout", c.NATS.ConnectTimeout, time.Millisecond)
+	v.atLeast("nats.failover_after", c.NATS.FailoverAfter, 100*time.Millisecond)
+	if c.NATS.FailoverAfter > 5*time.Second {
+		v.bad("nats.failover_after", "must be at most 5s (got %s)", c.NATS.FailoverAfter)
+	}
 }
 
 // validateIMAP checks each mailbox of imap.mailboxes.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/natsjs/natstest"
@@ -55,11 +57,7 @@ func TestRacedDeskKeysOnR3GiveOneRequest(t *testing.T) {
 			mismatched++
 		}
 	}
-	ctx := context.Background()
-	info, err := h0.Inbound.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := waitInbound(t, h0, keys)
 	t.Logf("R3, %d keys raced on two replicas: answers %v, %d with different ids, %d requests in CAU_INBOUND", keys, statuses, mismatched, info.State.Msgs)
 	if statuses[http.StatusCreated]+statuses[http.StatusOK] != 2*keys || mismatched != 0 || info.State.Msgs != keys {
 		t.Fatalf("answers %v, %d mismatched ids, %d requests for %d keys", statuses, mismatched, info.State.Msgs, keys)
@@ -136,13 +134,28 @@ func TestDeskThroughNodeLossOnR3(t *testing.T) {
 	<-stopAt
 	c.Stop(leader)
 	wg.Wait()
-	info, err := h.Inbound.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Requests the spare lane took reach CAU_INBOUND through its source.
+	info := waitInbound(t, h, clients*perClient)
 	t.Logf("R3, node leading CAU_INBOUND stopped under %d desk clients: %d keys, %d requests, %d answers 503, longest wait for a request %s",
 		clients, clients*perClient, info.State.Msgs, unavailable, longest.Round(time.Millisecond))
 	if len(ids) != clients*perClient || info.State.Msgs != clients*perClient {
 		t.Fatalf("%d ids and %d requests for %d keys", len(ids), info.State.Msgs, clients*perClient)
+	}
+}
+
+// waitInbound waits until CAU_INBOUND holds at least want messages (or a minute passed) and
+// returns its info.
+func waitInbound(t *testing.T, h *natsjs.Handles, want int) *jetstream.StreamInfo {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		info, err := h.Inbound.Info(context.Background())
+		if err == nil && (info.State.Msgs >= uint64(want) || time.Now().After(deadline)) {
+			return info
+		}
+		if err != nil && time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -49,7 +49,12 @@ type Options struct {
 	MaxBodyBytes int64
 	// PublishTimeout bounds the wait for JetStream before answering 503; 0 means 10 s.
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// ClaimTimeout bounds the idempotency claim in Idempotency; 0 means 1 s. When the bucket does
+	// not answer in time (its raft leader was lost and nats-server takes 4-9 s to elect another),
+	// the desk reads the record from any replica and otherwise lets the inbound stream's Nats-Msg-Id
+	// decide (see Submit), so a lost leader costs about this long, not the election.
+	ClaimTimeout time.Duration
+	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -74,6 +79,9 @@ func New(o Options) (*Desk, error) {
 	}
 	if o.PublishTimeout == 0 {
 		o.PublishTimeout = 10 * time.Second
+	}
+	if o.ClaimTimeout == 0 {
+		o.ClaimTimeout = time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -213,7 +221,16 @@ type idemRecord struct {
 }
 
 // Submit turns a validated submission into a request and publishes it, returning once JetStream
-// acknowledged it. With an idempotency key a repeated submission returns the first request's id.
+// acknowledged it. With an idempotency key a repeated submission returns the first request's id,
+// and a key reused for a different submission fails with ErrKeyReused.
+//
+// The key's record in KV cau_requests is claimed first (create-only, so of racing replicas one
+// wins and the others read its record). When the bucket gives no answer within ClaimTimeout (its
+// leader was lost), the record is read from any replica, which has every record but those of the
+// last milliseconds; without one, the request is published unclaimed and the inbound stream
+// decides: every attempt with the key carries the same Nats-Msg-Id, and an attempt that JetStream
+// reports a duplicate answers with the request JetStream kept (or ErrKeyReused when that request
+// says something else). The record is then written in the background.
 func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	now := d.o.Now().UTC()
 	req := &channels.Request{
@@ -229,15 +246,20 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	}
 	msgID := "desk:" + req.ID
 	var idemKey string
+	unclaimed := false
 	if s.IdempotencyKey != "" {
 		msgID = "desk:key:" + natsjs.ShortHash(s.IdempotencyKey)
 		idemKey = natsjs.DeskIdempotencyKey(s.IdempotencyKey).String()
 		prev, err := d.claimKey(ctx, idemKey, idemRecord{Request: *req, Hash: fingerprint(s)})
+		if errors.Is(err, errClaimUnavailable) {
+			prev, err = d.replicaRecord(ctx, idemKey)
+			unclaimed = err == nil && prev == nil
+		}
 		switch {
 		case err != nil:
 			return Result{}, err
 		case prev == nil:
-			// The key is ours: publish below.
+			// The key is ours (or, unclaimed, the stream decides): publish below.
 		case prev.Hash != fingerprint(s):
 			return Result{}, ErrKeyReused
 		case prev.Published:
@@ -245,7 +267,7 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 		default:
 			// The first attempt may have landed without its ack reaching it (a timeout, a full
 			// store): the request index knows, even after the duplicate window of the Nats-Msg-Id.
-			if _, _, err := natsjs.GetState(ctx, d.o.Idempotency, prev.Request.ID); err == nil {
+			if d.indexed(ctx, prev.Request.ID) {
 				return Result{ID: prev.Request.ID, Repeated: true}, nil
 			}
 			// Else publish the same request with the same Nats-Msg-Id, which JetStream drops if it
@@ -264,30 +286,124 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if idemKey != "" {
-		b, _ := json.Marshal(idemRecord{Request: *req, Hash: fingerprint(s), Published: true})
-		// Bounded like a claim attempt: a write that gets no answer (a stream that failed a write
-		// on a full disk) must not hold the client's answer for the whole PublishTimeout.
-		pctx, cancel := context.WithTimeout(ctx, keyAttempt)
-		_, err := d.o.Idempotency.Put(pctx, idemKey, b)
-		cancel()
-		if err != nil {
-			// Harmless: a retry republishes with the same Nats-Msg-Id inside the duplicate window.
-			d.log.Warn("idempotency record", "err", err)
+	if rec.Duplicate && idemKey != "" {
+		// The request JetStream kept is the one to answer with: it may come from an attempt
+		// that published unclaimed while the bucket had no leader.
+		kept, err := d.kept(ctx, rec)
+		switch {
+		case err == nil && fingerprint(submissionOf(kept)) != fingerprint(s):
+			return Result{}, ErrKeyReused
+		case err == nil:
+			req = kept
+		case unclaimed:
+			return Result{}, err
+		default:
+			d.log.Warn("read back a duplicate request", "id", req.ID, "err", err)
 		}
+	}
+	if idemKey != "" {
+		d.recordPublished(ctx, idemKey, idemRecord{Request: *req, Hash: fingerprint(s), Published: true})
 	}
 	return Result{ID: req.ID, Repeated: rec.Duplicate}, nil
 }
 
+// errClaimUnavailable means the idempotency bucket gave no answer within ClaimTimeout.
+var errClaimUnavailable = errors.New("idempotency records unavailable")
+
+// replicaRecord reads the record of key from any replica of the bucket; nil when there is none.
+func (d *Desk) replicaRecord(ctx context.Context, key string) (*idemRecord, error) {
+	rctx, cancel := context.WithTimeout(ctx, d.o.ClaimTimeout)
+	defer cancel()
+	e, err := natsjs.ReplicaGet(rctx, d.o.Idempotency, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("idempotency key: %w", err)
+	}
+	var prev idemRecord
+	if err := json.Unmarshal(e.Value(), &prev); err != nil {
+		return nil, fmt.Errorf("idempotency key: decode: %w", err)
+	}
+	return &prev, nil
+}
+
+// indexed reports whether the request index has id, asking for at most ClaimTimeout (a bucket
+// without a leader answers nothing; the publish with the same Nats-Msg-Id is then the check).
+func (d *Desk) indexed(ctx context.Context, id string) bool {
+	ictx, cancel := context.WithTimeout(ctx, d.o.ClaimTimeout)
+	defer cancel()
+	_, _, err := natsjs.GetState(ictx, d.o.Idempotency, id)
+	return err == nil
+}
+
+// kept returns the request JetStream kept for a duplicate publish.
+func (d *Desk) kept(ctx context.Context, rec channels.Receipt) (*channels.Request, error) {
+	r, ok := d.o.Sink.(channels.Recaller)
+	if !ok {
+		return nil, fmt.Errorf("desk: %w: the sink cannot read back a duplicate", channels.ErrNotReady)
+	}
+	// The stream just answered, so its leader is there; should it be lost right now, its
+	// successor answers within the publish timeout.
+	return retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: 0.3}, func(ctx context.Context) (*channels.Request, error) {
+		actx, cancel := context.WithTimeout(ctx, keyAttempt)
+		defer cancel()
+		kept, err := r.Recall(actx, rec)
+		if err == nil && kept.Source.IdempotencyKey == "" {
+			return nil, fmt.Errorf("%w: desk: recall: %s #%d is no keyed desk request", retry.ErrPermanent, rec.Stream, rec.Sequence)
+		}
+		return kept, err
+	}, nil)
+}
+
+// recordPublished writes the key's record as published. It waits at most ClaimTimeout and
+// finishes in the background: a missing record is harmless (a retry finds the request through
+// the index or the Nats-Msg-Id), it only saves work.
+func (d *Desk) recordPublished(ctx context.Context, key string, rec idemRecord) {
+	b, _ := json.Marshal(rec)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		_, err := retry.Do(bctx, retry.Policy{Initial: 100 * time.Millisecond, Max: time.Second, Jitter: 0.3}, func(actx context.Context) (uint64, error) {
+			actx, cancel := context.WithTimeout(actx, keyAttempt)
+			defer cancel()
+			return d.o.Idempotency.Put(actx, key, b)
+		}, nil)
+		if err != nil {
+			d.log.Warn("idempotency record", "err", err)
+		}
+	}()
+	t := time.NewTimer(d.o.ClaimTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// recordTimeout bounds the background write of a published record.
+const recordTimeout = 30 * time.Second
+
+// submissionOf is the submission a desk request was made of (for its fingerprint).
+func submissionOf(r *channels.Request) Submission {
+	q := r.Requester
+	return Submission{Channel: r.Channel, Unit: q.Unit, Role: q.Role, Extension: q.Extension, Name: q.Name,
+		Email: q.Email, Phone: q.Phone, Description: r.Text, Confirm: r.Confirm}
+}
+
 // claimKey records rec under an idempotency key, or returns the record already there (nil when rec
 // was recorded). Several replicas may race for a key: the bucket's leader admits one create, and
-// the others read that record, waiting while it is still in flight. Each attempt is bounded and
-// retried, so a cluster node lost mid-request (a stream leader election) costs a retry, not the
-// whole PublishTimeout.
+// the others read that record, waiting while it is still in flight. Attempts are retried for at
+// most ClaimTimeout; then it fails with errClaimUnavailable (a resource refusal fails at once).
 func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemRecord, error) {
 	b, _ := json.Marshal(rec)
 	p := retry.Policy{Initial: 20 * time.Millisecond, Max: 250 * time.Millisecond, Jitter: 0.3}
-	return retry.Do(ctx, p, func(ctx context.Context) (*idemRecord, error) {
+	cctx, cancel := context.WithTimeout(ctx, d.o.ClaimTimeout)
+	defer cancel()
+	prev, err := retry.Do(cctx, p, func(ctx context.Context) (*idemRecord, error) {
 		actx, cancel := context.WithTimeout(ctx, keyAttempt)
 		defer cancel()
 		_, err := d.o.Idempotency.Create(actx, key, b)
@@ -319,6 +435,11 @@ func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemR
 			d.log.Warn("idempotency key, retrying", "attempt", attempt, "err", err, "in", wait)
 		}
 	})
+	if err != nil && ctx.Err() == nil && cctx.Err() != nil && !errors.Is(err, retry.ErrPermanent) {
+		d.log.Warn("idempotency records gave no answer in time; the inbound stream decides", "after", d.o.ClaimTimeout, "err", err)
+		return nil, fmt.Errorf("%w: %w", errClaimUnavailable, err)
+	}
+	return prev, err
 }
 
 // keyAttempt bounds one attempt at an idempotency record.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/desk"
@@ -217,4 +218,70 @@ func (failingSink) Publish(context.Context, channels.Submission) (channels.Recei
 
 func (failingSink) Archive(context.Context, string, string, io.Reader) (*channels.Object, error) {
 	return nil, channels.ErrNotReady
+}
+
+// While the idempotency bucket has no leader (its node was lost and nats-server elects another),
+// the desk answers without waiting for the election and stays exact: a key recorded before is
+// read from a replica (the same id again; another submission refused), and a key first seen now
+// is decided by the inbound stream's Nats-Msg-Id (the request JetStream kept answers every
+// repeat, concurrent ones too; another submission with the key is refused). When the bucket is
+// back, the key still gives the same request.
+func TestDeskWithoutIdempotencyLeader(t *testing.T) {
+	env := natstest.Start(t, natsjs.Topology{})
+	d, err := desk.New(desk.Options{Sink: natsjs.NewSink(env.Handles, natsjs.SinkOptions{}), Units: units{},
+		Idempotency: env.Requests, ClaimTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := `{"channel":"phone","description":"No tengo acceso al SAES","idempotency_key":"antes-1"}`
+	code, first := post(t, d, before)
+	if code != http.StatusCreated {
+		t.Fatalf("before: %d %v", code, first)
+	}
+	restore := natstest.Leaderless(t, env.JS, "KV_"+natsjs.KVRequests)
+	if code, out := post(t, d, before); code != http.StatusOK || out["id"] != first["id"] {
+		t.Fatalf("recorded key without a bucket leader: %d %v, want 200 %v", code, out, first["id"])
+	}
+	if code, out := post(t, d, `{"channel":"phone","description":"Otra cosa","idempotency_key":"antes-1"}`); code != http.StatusConflict {
+		t.Fatalf("recorded key reused without a bucket leader: %d %v", code, out)
+	}
+
+	fresh := `{"channel":"in_person","description":"Cambio de contraseña del correo","idempotency_key":"durante-1"}`
+	code, out := post(t, d, fresh)
+	if code != http.StatusCreated {
+		t.Fatalf("new key without a bucket leader: %d %v", code, out)
+	}
+	want := out["id"]
+	var wg sync.WaitGroup
+	got := make(chan any, 6)
+	for range 6 {
+		wg.Go(func() {
+			code, out := post(t, d, fresh)
+			if code != http.StatusOK {
+				t.Errorf("repeat: %d %v", code, out)
+			}
+			got <- out["id"]
+		})
+	}
+	wg.Wait()
+	close(got)
+	for id := range got {
+		if id != want {
+			t.Fatalf("repeat answered %v, want %v", id, want)
+		}
+	}
+	if code, out := post(t, d, `{"channel":"in_person","description":"Otra solicitud","idempotency_key":"durante-1"}`); code != http.StatusConflict {
+		t.Fatalf("new key reused without a bucket leader: %d %v", code, out)
+	}
+
+	restore()
+	if code, out := post(t, d, fresh); code != http.StatusOK || out["id"] != want {
+		t.Fatalf("after the bucket is back: %d %v, want 200 %v", code, out, want)
+	}
+	if code, out := post(t, d, `{"channel":"in_person","description":"Otra solicitud","idempotency_key":"durante-1"}`); code != http.StatusConflict {
+		t.Fatalf("reused after the bucket is back: %d %v", code, out)
+	}
+	if n := inboundCount(t, env); n != 2 {
+		t.Fatalf("CAU_INBOUND holds %d requests for 2 keys", n)
+	}
 }

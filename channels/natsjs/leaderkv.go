@@ -27,20 +27,12 @@ func LeaderReads(kv jetstream.KeyValue, js jetstream.JetStream) jetstream.KeyVal
 	if _, ok := kv.(*leaderKV); ok {
 		return kv
 	}
-	prefix := js.Options().APIPrefix
-	if prefix == "" {
-		prefix = jetstream.DefaultAPIPrefix
-	}
-	if !strings.HasSuffix(prefix, ".") {
-		prefix += "."
-	}
-	return &leaderKV{KeyValue: kv, nc: js.Conn(), getSubject: prefix + "STREAM.MSG.GET.KV_" + kv.Bucket()}
+	return &leaderKV{KeyValue: kv, js: js}
 }
 
 type leaderKV struct {
 	jetstream.KeyValue
-	nc         *nats.Conn
-	getSubject string
+	js jetstream.JetStream
 }
 
 // Get returns the latest value of key, read from the stream leader.
@@ -61,49 +53,18 @@ func (l *leaderKV) get(ctx context.Context, key string, revision uint64) (jetstr
 		return nil, jetstream.ErrInvalidKey
 	}
 	subject := "$KV." + l.Bucket() + "." + key
-	req := struct {
-		Seq     uint64 `json:"seq,omitempty"`
-		LastFor string `json:"last_by_subj,omitempty"`
-	}{}
-	if revision > 0 {
-		req.Seq = revision
-	} else {
+	req := msgGet{Seq: revision}
+	if revision == 0 {
 		req.LastFor = subject
 	}
-	body, _ := json.Marshal(req)
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, leaderReadTimeout)
-		defer cancel()
+	m, err := leaderMsg(ctx, l.js, "KV_"+l.Bucket(), req)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, jetstream.ErrKeyNotFound
 	}
-	msg, err := l.nc.RequestWithContext(ctx, l.getSubject, body)
 	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, fmt.Errorf("kv %s: %w", l.Bucket(), jetstream.ErrNoStreamResponse)
-		}
-		return nil, fmt.Errorf("kv %s: leader read: %w", l.Bucket(), err)
+		return nil, fmt.Errorf("kv %s: %w", l.Bucket(), err)
 	}
-	var resp struct {
-		Error   *jetstream.APIError `json:"error"`
-		Message *struct {
-			Subject string    `json:"subject"`
-			Seq     uint64    `json:"seq"`
-			Header  []byte    `json:"hdrs"`
-			Data    []byte    `json:"data"`
-			Time    time.Time `json:"time"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, fmt.Errorf("kv %s: leader read: decode: %w", l.Bucket(), err)
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
-			return nil, jetstream.ErrKeyNotFound
-		}
-		return nil, fmt.Errorf("kv %s: leader read: %w", l.Bucket(), resp.Error)
-	}
-	m := resp.Message
-	if m == nil || m.Subject != subject {
+	if m.Subject != subject {
 		return nil, jetstream.ErrKeyNotFound
 	}
 	e := &entry{bucket: l.Bucket(), key: key, value: m.Data, revision: m.Seq, created: m.Time, op: jetstream.KeyValuePut}
@@ -124,6 +85,56 @@ func (l *leaderKV) get(ctx context.Context, key string, revision uint64) (jetstr
 		return nil, jetstream.ErrKeyNotFound
 	}
 	return e, nil
+}
+
+// msgGet is the body of the stream message-get API: a sequence, or the last message of a subject.
+type msgGet struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+}
+
+// storedMsg is a message as the message-get API returns it.
+type storedMsg struct {
+	Subject string    `json:"subject"`
+	Seq     uint64    `json:"seq"`
+	Header  []byte    `json:"hdrs"`
+	Data    []byte    `json:"data"`
+	Time    time.Time `json:"time"`
+}
+
+// leaderMsg reads one message of stream through the message-get API, which only the stream's
+// leader answers (so it has every acknowledged write); jetstream.ErrMsgNotFound when there is none.
+func leaderMsg(ctx context.Context, js jetstream.JetStream, stream string, req msgGet) (*storedMsg, error) {
+	body, _ := json.Marshal(req)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderReadTimeout)
+		defer cancel()
+	}
+	msg, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"STREAM.MSG.GET."+stream, body)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, jetstream.ErrNoStreamResponse
+		}
+		return nil, fmt.Errorf("leader read: %w", err)
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *storedMsg          `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("leader read: decode: %w", err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+			return nil, jetstream.ErrMsgNotFound
+		}
+		return nil, fmt.Errorf("leader read: %w", resp.Error)
+	}
+	if resp.Message == nil {
+		return nil, jetstream.ErrMsgNotFound
+	}
+	return resp.Message, nil
 }
 
 // validKey is the library's rule for KV keys.

@@ -38,8 +38,13 @@ type SinkOptions struct {
 	AttemptTimeout time.Duration
 	// MaxBackoff caps the wait between attempts; 0 means 500 ms.
 	MaxBackoff time.Duration
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	// FailoverAfter is how long an attempt waits for CAU_INBOUND's ack before it publishes the
+	// same message (same Nats-Msg-Id) to the spare lane CAU_INBOUND_SPARE as well, when the
+	// topology has one; the first ack wins. 0 means 750 ms. A refusal without a leader (no
+	// responders) goes to the spare at once. See lanes.go.
+	FailoverAfter time.Duration
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
 }
 
 // Sink implements channels.Sink on JetStream. Safe for concurrent use.
@@ -112,7 +117,9 @@ func ResourceRefusal(err error) (string, bool) {
 // SinkMetrics are the sink's per-channel counters and latency.
 type SinkMetrics struct {
 	Received, Published, Duplicates, Failed *prometheus.CounterVec
-	Latency                                 *prometheus.HistogramVec
+	// Spare counts requests the spare lane acknowledged (CAU_INBOUND did not in time).
+	Spare   *prometheus.CounterVec
+	Latency *prometheus.HistogramVec
 }
 
 // Metrics exposes the sink's collectors (for tests and load tools).
@@ -126,16 +133,20 @@ func NewSink(h *Handles, o SinkOptions) *Sink {
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 500 * time.Millisecond
 	}
+	if o.FailoverAfter == 0 {
+		o.FailoverAfter = DefaultFailoverAfter
+	}
 	log := channels.OrDiscard(o.Logger)
 	m := &SinkMetrics{
 		Received:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_received_total", Help: "Requests handed to the sink, per channel."}, []string{"channel"}),
 		Published:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_published_total", Help: "Requests JetStream acknowledged, per channel (duplicates included)."}, []string{"channel"}),
 		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_duplicates_total", Help: "Publishes JetStream recognised as duplicates by Nats-Msg-Id, per channel."}, []string{"channel"}),
 		Failed:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_failed_total", Help: "Requests that could not be published, per channel."}, []string{"channel"}),
+		Spare:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_spare_total", Help: "Requests the spare lane CAU_INBOUND_SPARE acknowledged because CAU_INBOUND did not in time (a leader lost), per channel."}, []string{"channel"}),
 		Latency:    prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "caud_publish_seconds", Help: "Time from Publish to the JetStream ack, per channel.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}, []string{"channel"}),
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(m.Received, m.Published, m.Duplicates, m.Failed, m.Latency)
+		o.Registerer.MustRegister(m.Received, m.Published, m.Duplicates, m.Failed, m.Spare, m.Latency)
 	}
 	return &Sink{h: h, opts: o, log: log, m: m}
 }
@@ -154,6 +165,9 @@ func (s *Sink) Publish(ctx context.Context, sub channels.Submission) (channels.R
 	s.m.Published.WithLabelValues(sub.Subject).Inc()
 	if rec.Duplicate {
 		s.m.Duplicates.WithLabelValues(sub.Subject).Inc()
+	}
+	if rec.Stream == StreamInboundSpare {
+		s.m.Spare.WithLabelValues(sub.Subject).Inc()
 	}
 	s.m.Latency.WithLabelValues(sub.Subject).Observe(time.Since(start).Seconds())
 	return rec, nil
@@ -197,12 +211,14 @@ func (s *Sink) publish(ctx context.Context, sub channels.Submission) (channels.R
 	SetCloudEvent(msg.Header, req.ID, sub.Source, TypeRequest, req.ReceivedAt)
 	msg.Header.Set(jetstream.MsgIDHeader, sub.MsgID)
 	ack, err := publishRetry(ctx, s, s.opts.AttemptTimeout, func(actx context.Context) (*jetstream.PubAck, error) {
-		return s.h.JS.PublishMsg(actx, msg)
+		return s.publishLanes(actx, msg, sub.Subject)
 	})
 	if err != nil {
 		return channels.Receipt{}, fmt.Errorf("publish %s: %w", msg.Subject, err)
 	}
-	if !ack.Duplicate {
+	// The note is written for CAU_INBOUND's sequence only; a request the spare took is indexed by
+	// the triage stage once CAU_INBOUND has sourced it.
+	if !ack.Duplicate && ack.Stream == StreamInbound {
 		// Best effort and pipelined: the request is durable already; the index entry only lets
 		// GET /api/v1/requests/{id} answer "received" before triage. It never overwrites a later state.
 		if _, err := s.h.JS.PublishMsgAsync(ReceivedMsg(req.ID, ack.Sequence)); err != nil {

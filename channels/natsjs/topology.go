@@ -18,8 +18,11 @@ import (
 // Names of the JetStream topology. They are a contract: ops and other services use them.
 const (
 	StreamInbound = "CAU_INBOUND"
-	StreamTriaged = "CAU_TRIAGED"
-	StreamDLQ     = "CAU_DLQ"
+	// StreamInboundSpare is the spare intake lane on a cluster (see lanes.go): the sink publishes
+	// there when CAU_INBOUND does not acknowledge in time, and CAU_INBOUND sources it.
+	StreamInboundSpare = "CAU_INBOUND_SPARE"
+	StreamTriaged      = "CAU_TRIAGED"
+	StreamDLQ          = "CAU_DLQ"
 	// StreamCorrections keeps every agent's correction of a triage, with no age limit, so the catalog
 	// can be measured and improved against real traffic.
 	StreamCorrections = "CAU_CORRECTIONS"
@@ -33,6 +36,9 @@ const (
 	ConsumerTriage = "triage"
 
 	SubjectInboundPrefix = "cau.inbound."
+	// SubjectSparePrefix is the spare lane's subject prefix: cau.spare.<channel> arrives in
+	// CAU_INBOUND as cau.inbound.<channel>.
+	SubjectSparePrefix   = "cau.spare."
 	SubjectTriagedPrefix = "cau.triaged."
 	SubjectDLQPrefix     = "cau.dlq."
 	SubjectCorrections   = "cau.corrections"
@@ -48,6 +54,9 @@ type Topology struct {
 	Retention time.Duration
 	// LeaseRetention is how long lease records stay in cau_leases; 0 means 24 h.
 	LeaseRetention time.Duration
+	// Spare says whether the spare intake lane CAU_INBOUND_SPARE exists; SpareAuto (0) means on a
+	// cluster only (Replicas > 1): a single server has no leader to lose.
+	Spare SpareMode
 
 	// AttemptTimeout bounds one JetStream API call of the set-up; 0 means 5 s.
 	AttemptTimeout time.Duration
@@ -58,6 +67,20 @@ type Topology struct {
 	// OnWait, when set, is called after every failed attempt with the asset awaited and the
 	// error, so that /readyz can say why the process is not ready yet.
 	OnWait func(asset string, err error)
+}
+
+// SpareMode turns the spare intake lane on or off.
+type SpareMode int
+
+// Spare lane modes.
+const (
+	SpareAuto SpareMode = iota // on when Replicas > 1
+	SpareOn
+	SpareOff
+)
+
+func (t Topology) spare() bool {
+	return t.Spare == SpareOn || (t.Spare == SpareAuto && t.Replicas > 1)
 }
 
 func (t Topology) withDefaults() Topology {
@@ -85,8 +108,10 @@ func (t Topology) withDefaults() Topology {
 
 // Handles are the created topology's streams and buckets.
 type Handles struct {
-	JS          jetstream.JetStream
-	Inbound     jetstream.Stream
+	JS      jetstream.JetStream
+	Inbound jetstream.Stream
+	// Spare is the spare intake lane; nil when the topology has none (a single server).
+	Spare       jetstream.Stream
 	Triaged     jetstream.Stream
 	DLQ         jetstream.Stream
 	Corrections jetstream.Stream
@@ -106,15 +131,23 @@ type Handles struct {
 func EnsureTopology(ctx context.Context, js jetstream.JetStream, t Topology) (*Handles, error) {
 	t = t.withDefaults()
 	h := &Handles{JS: js}
-	streams := []struct {
+	type streamSpec struct {
 		dst *jetstream.Stream
 		cfg jetstream.StreamConfig
-	}{
-		{&h.Inbound, t.stream(StreamInbound, SubjectInboundPrefix+">", "every request that reached the help desk", t.Retention)},
+	}
+	inbound := t.stream(StreamInbound, SubjectInboundPrefix+">", "every request that reached the help desk", t.Retention)
+	var streams []streamSpec
+	if t.spare() {
+		// The spare first, so that CAU_INBOUND's source names a stream that exists.
+		streams = append(streams, streamSpec{&h.Spare, t.stream(StreamInboundSpare, SubjectSparePrefix+">", "spare intake lane, sourced into CAU_INBOUND", t.Retention)})
+		inbound.Sources = []*jetstream.StreamSource{spareSource()}
+	}
+	streams = append(streams, []streamSpec{
+		{&h.Inbound, inbound},
 		{&h.Triaged, t.stream(StreamTriaged, SubjectTriagedPrefix+">", "triaged items, one work queue per outcome", t.Retention)},
 		{&h.DLQ, t.stream(StreamDLQ, SubjectDLQPrefix+">", "dead letters: the original message plus the reason", t.Retention)},
 		{&h.Corrections, t.stream(StreamCorrections, SubjectCorrections, "agents' corrections of triage decisions, kept for evaluation", 0)},
-	}
+	}...)
 	for _, s := range streams {
 		err := t.retry(ctx, "stream "+s.cfg.Name, func(actx context.Context) (err error) {
 			*s.dst, err = ensureStream(actx, js, s.cfg)
@@ -237,6 +270,13 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	return reconcile(ctx, js, want.Name, func(c *jetstream.StreamConfig) {
 		c.Description, c.Subjects, c.MaxAge, c.Duplicates = want.Description, want.Subjects, want.MaxAge, want.Duplicates
 		c.Replicas, c.AllowDirect, c.Discard, c.Retention = want.Replicas, want.AllowDirect, want.Discard, want.Retention
+		// Sources this set-up wants are added; an operator's other sources are kept.
+		c.Sources = slices.Clone(c.Sources)
+		for _, src := range want.Sources {
+			if !slices.ContainsFunc(c.Sources, func(s *jetstream.StreamSource) bool { return s != nil && s.Name == src.Name }) {
+				c.Sources = append(c.Sources, src)
+			}
+		}
 	})
 }
 
@@ -294,7 +334,20 @@ func reconcile(ctx context.Context, js jetstream.JetStream, name string, set fun
 func configEqual(a, b jetstream.StreamConfig) bool {
 	return a.Description == b.Description && slices.Equal(a.Subjects, b.Subjects) && a.MaxAge == b.MaxAge &&
 		a.Duplicates == b.Duplicates && a.Replicas == b.Replicas && a.AllowDirect == b.AllowDirect &&
-		a.Discard == b.Discard && a.Retention == b.Retention && a.MaxMsgsPerSubject == b.MaxMsgsPerSubject
+		a.Discard == b.Discard && a.Retention == b.Retention && a.MaxMsgsPerSubject == b.MaxMsgsPerSubject &&
+		slices.EqualFunc(a.Sources, b.Sources, func(x, y *jetstream.StreamSource) bool {
+			return x != nil && y != nil && x.Name == y.Name
+		})
+}
+
+// spareSource is CAU_INBOUND's source of the spare lane: every cau.spare.<channel> message is
+// copied in as cau.inbound.<channel>, with its Nats-Msg-Id, so that JetStream drops a copy of a
+// request CAU_INBOUND already has (the ack of the first publish was lost) within the dedup window.
+func spareSource() *jetstream.StreamSource {
+	return &jetstream.StreamSource{
+		Name:              StreamInboundSpare,
+		SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: SubjectSparePrefix + ">", Destination: SubjectInboundPrefix + ">"}},
+	}
 }
 
 // EnsureStream sets up one stream outside the core topology (a stage's own stream) the way

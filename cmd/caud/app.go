@@ -183,6 +183,11 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// On a cluster: the leaders of CAU_INBOUND, its spare and cau_requests on different servers,
+	// so a lost node takes at most one with it (natsjs/lanes.go). A no-op without a spare lane.
+	a.goBG(func() {
+		natsjs.KeepLeadersApart(runCtx, a.h, natsjs.KeeperOptions{Logger: a.log.With("component", "lanes")})
+	})
 
 	var maxStore int64
 	if cfg.NATS.IsEmbedded() {
@@ -313,7 +318,7 @@ func (a *App) topologyWait(asset string, err error) {
 // through one sink.
 func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(http.Handler) http.Handler) error {
 	cfg := a.cfg
-	a.sink = natsjs.NewSink(a.h, natsjs.SinkOptions{Logger: a.log, Registerer: a.reg})
+	a.sink = natsjs.NewSink(a.h, natsjs.SinkOptions{FailoverAfter: cfg.NATS.FailoverAfter, Logger: a.log, Registerer: a.reg})
 	a.health = append(a.health, a.sink)
 	units, err := config.LoadUnits(cfg.Units.File)
 	if err != nil {
@@ -321,7 +326,7 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 	}
 	a.desk, err = desk.New(desk.Options{
 		Sink: a.sink, Units: unitDirectory{units}, Idempotency: a.h.Requests,
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Logger: a.log.With("channel", "desk"),
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, ClaimTimeout: cfg.NATS.FailoverAfter * 4 / 3, Logger: a.log.With("channel", "desk"),
 	})
 	if err != nil {
 		return err

@@ -1,8 +1,8 @@
 // Command clusterload measures caud on a three-node JetStream cluster (R3 streams) on this machine,
 // the figures of issue 13's "Done means": N replicas started at the same moment, desk idempotency
-// keys raced on two replicas, a NATS node killed (SIGKILL) under desk load, and mailbox takeover
-// after kill -9 of the holder, after a clean stop of the holder, and after a restart of a single
-// caud (clean, and kill -9).
+// keys raced on two replicas, the node leading each intake raft group killed (SIGKILL) in turn
+// under desk load, and mailbox takeover after kill -9 of the holder, after a clean stop of the
+// holder, and after a restart of a single caud (clean, and kill -9).
 //
 // The nodes are real nats-server processes built from the module caud already depends on (or
 // --nats-server PATH), configured like the compose cluster (accounts, route credentials); caud
@@ -11,6 +11,7 @@
 //
 //	go run ./cmd/clusterload                     # defaults: 4 replicas, 400 raced keys, 3 kills
 //	go run ./cmd/clusterload --replicas 2 --kills 5 --lease-ttl 8s --keep
+//	go run ./cmd/clusterload --steps nodeloss    # only the node kills (the replicas start first)
 package main
 
 import (
@@ -50,6 +51,7 @@ type options struct {
 	load                           time.Duration
 	caud, natsServer, dir          string
 	keep                           bool
+	steps                          string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -66,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.natsServer, "nats-server", "", "nats-server binary (default: go build github.com/nats-io/nats-server/v2)")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a new temporary one)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, stores)")
+	fs.StringVar(&o.steps, "steps", "raced,nodeloss,takeover,handover,restart", "steps to run after the simultaneous start, comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -191,7 +194,15 @@ func (h *harness) close() {
 }
 
 func (h *harness) all() error {
-	for _, step := range []func() error{h.simultaneousStart, h.racedKeys, h.nodeLoss, h.takeoverAfterKill, h.handoverAfterStop, h.singleRestart} {
+	if err := h.simultaneousStart(); err != nil {
+		return err
+	}
+	steps := map[string]func() error{"raced": h.racedKeys, "nodeloss": h.nodeLoss, "takeover": h.takeoverAfterKill, "handover": h.handoverAfterStop, "restart": h.singleRestart}
+	for _, name := range strings.Split(h.o.steps, ",") {
+		step, ok := steps[strings.TrimSpace(name)]
+		if !ok {
+			return fmt.Errorf("unknown step %q (raced, nodeloss, takeover, handover, restart)", name)
+		}
 		if err := step(); err != nil {
 			return err
 		}
@@ -428,14 +439,23 @@ func (h *harness) countDesk() map[string]int {
 }
 
 // nodeLoss takes a node away under desk load, then brings it back: SIGKILL of the node leading
-// CAU_INBOUND (the worst case: the stream must elect a new leader), SIGKILL of a follower, and
-// SIGTERM of the leader (nats-server hands its leaderships over first).
+// each raft group intake writes to, in turn (CAU_INBOUND, its spare lane CAU_INBOUND_SPARE, KV
+// cau_requests of the desk's idempotency records: each must elect a new leader, which nats-server
+// does only after its 4-9 s election timeout), then SIGTERM of CAU_INBOUND's leader (nats-server
+// hands its leaderships over first). Before each kill it waits until caud has the groups' leaders
+// on different servers. A caud without the spare lane (an older binary through --caud) gets the
+// kills of the groups it has.
 func (h *harness) nodeLoss() error {
-	for _, v := range []struct {
-		sig    string
-		leader bool
-	}{{"SIGKILL", true}, {"SIGKILL", false}, {"SIGTERM", true}} {
-		sig := v.sig
+	spare := h.hasStream(natsjs.StreamInboundSpare)
+	type round struct{ sig, group string }
+	var rounds []round
+	for _, g := range natsjs.LeaderGroups {
+		if g != natsjs.StreamInboundSpare || spare {
+			rounds = append(rounds, round{"SIGKILL", g})
+		}
+	}
+	rounds = append(rounds, round{"SIGTERM", natsjs.StreamInbound})
+	for _, v := range rounds {
 		targets := func() []string {
 			var out []string
 			for _, p := range h.reps {
@@ -443,22 +463,25 @@ func (h *harness) nodeLoss() error {
 			}
 			return out
 		}
-		load := &clusterrig.DeskLoad{Clients: h.o.clients, Run: "nodeloss-" + sig, Targets: targets}
+		if spare {
+			t0 := time.Now()
+			leaders, ok := h.leadersApart(time.Minute)
+			h.printf("leaders apart after %s: %v", time.Since(t0).Round(time.Millisecond), leaders)
+			h.check(ok, "the intake groups' leaders were not on different servers within a minute")
+		}
+		load := &clusterrig.DeskLoad{Clients: h.o.clients, Run: "nodeloss-" + v.sig + "-" + v.group, Targets: targets}
 		ctx, cancel := context.WithCancel(context.Background())
 		wait := load.Start(ctx)
 		time.Sleep(h.o.load / 4)
-		leader, err := h.leader(natsjs.StreamInbound)
+		leader, err := h.leader(v.group)
 		if err != nil {
 			cancel()
 			wait()
 			return err
 		}
-		idx, role := h.cluster.Index(leader), "leader"
-		if !v.leader {
-			idx, role = (idx+1)%3, "follower"
-		}
+		idx := h.cluster.Index(leader)
 		at := time.Now()
-		if sig == "SIGKILL" {
+		if v.sig == "SIGKILL" {
 			h.cluster.Kill(idx)
 		} else {
 			h.cluster.Stop(idx)
@@ -470,10 +493,33 @@ func (h *harness) nodeLoss() error {
 		if err := h.cluster.Restart(idx); err != nil {
 			return err
 		}
-		desk := h.countDesk()
-		lost, doubled := 0, 0
-		for key := range res.Accepted {
-			switch desk[key] {
+		lost, doubled, tLost, tDoubled := h.countAccepted(res.Accepted)
+		fivexx := 0
+		for code, n := range res.Statuses {
+			if code >= 500 || code == 0 {
+				fivexx += n
+			}
+		}
+		h.printf("NODE LOSS (%s of n%d, leader of %s) under desk load of %d clients retrying with their key: intake pause %s (longest gap between accepted requests after the kill); slowest request %s; %d accepted in %s; answers %v (5xx or none: %d, each retried); in CAU_INBOUND lost %d, doubled %d; triaged lost %d, doubled %d",
+			v.sig, idx+1, v.group, h.o.clients, res.PauseAfter(at).Round(time.Millisecond), res.Slowest.Round(time.Millisecond), len(res.Accepted), res.Duration.Round(time.Millisecond), res.Statuses, fivexx, lost, doubled, tLost, tDoubled)
+		h.check(lost == 0 && doubled == 0 && tLost == 0 && tDoubled == 0, "node loss lost or doubled requests")
+		// Let the restarted node catch up before the next measurement.
+		if !waitFor(time.Minute, func() bool { return h.allReady() }) {
+			h.check(false, "replicas not ready after the node came back")
+		}
+	}
+	return nil
+}
+
+// countAccepted counts the accepted keys in CAU_INBOUND and CAU_TRIAGED, waiting (a minute at
+// most) until every key is in both: requests the spare lane took reach CAU_INBOUND once it has a
+// leader again, and triage follows.
+func (h *harness) countAccepted(accepted map[string]string) (lost, doubled, tLost, tDoubled int) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tally := func(m map[string]int) (lost, doubled int) {
+		for key := range accepted {
+			switch m[key] {
 			case 0:
 				lost++
 			case 1:
@@ -481,21 +527,56 @@ func (h *harness) nodeLoss() error {
 				doubled++
 			}
 		}
-		fivexx := 0
-		for code, n := range res.Statuses {
-			if code >= 500 || code == 0 {
-				fivexx += n
-			}
-		}
-		h.printf("NODE LOSS (%s of n%d, %s of CAU_INBOUND) under desk load of %d clients retrying with their key: intake pause %s (longest gap between accepted requests after the kill); slowest request %s; %d accepted in %s; answers %v (5xx or none: %d, each retried); lost %d, doubled %d",
-			sig, idx+1, role, h.o.clients, res.PauseAfter(at).Round(time.Millisecond), res.Slowest.Round(time.Millisecond), len(res.Accepted), res.Duration.Round(time.Millisecond), res.Statuses, fivexx, lost, doubled)
-		h.check(lost == 0 && doubled == 0, "node loss lost or doubled requests")
-		// Let the restarted node catch up before the next measurement.
-		if !waitFor(time.Minute, func() bool { return h.allReady() }) {
-			h.check(false, "replicas not ready after the node came back")
-		}
+		return lost, doubled
 	}
-	return nil
+	for {
+		desk, _, err := clusterrig.Count(ctx, h.js)
+		if err == nil {
+			triaged, _, err2 := clusterrig.CountTriaged(ctx, h.js)
+			err = err2
+			lost, doubled = tally(desk)
+			tLost, tDoubled = tally(triaged)
+		}
+		if (err == nil && lost == 0 && tLost == 0) || ctx.Err() != nil {
+			if err != nil {
+				h.check(false, "count: %v", err)
+			}
+			return lost, doubled, tLost, tDoubled
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (h *harness) hasStream(name string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := h.js.Stream(ctx, name)
+	return err == nil
+}
+
+// leadersApart waits until the intake groups have leaders on different servers.
+func (h *harness) leadersApart(d time.Duration) (map[string]string, bool) {
+	leaders := map[string]string{}
+	ok := waitFor(d, func() bool {
+		clear(leaders)
+		seen := map[string]bool{}
+		for _, g := range natsjs.LeaderGroups {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s, err := h.js.Stream(ctx, g)
+			cancel()
+			if err != nil || s.CachedInfo().Cluster == nil || s.CachedInfo().Cluster.Leader == "" {
+				return false
+			}
+			l := s.CachedInfo().Cluster.Leader
+			leaders[g] = l
+			if seen[l] {
+				return false
+			}
+			seen[l] = true
+		}
+		return true
+	})
+	return leaders, ok
 }
 
 func (h *harness) allReady() bool {

@@ -470,7 +470,7 @@ func (w *Worker) followup(req *channels.Request) (triage.Triage, bool) {
 	return t, true
 }
 
-// prepare decides one message. A redelivered message whose request the index already shows triaged
+// prepare decides one message. A redelivered (or spare-lane) message whose request the index already shows triaged
 // gets p.seq set and nothing to publish: the index is the stage's durable record, which keeps a
 // redelivery from doubling an item even after the duplicate window of its Nats-Msg-Id has passed
 // (a long outage, a full store).
@@ -488,7 +488,10 @@ func (w *Worker) prepare(ctx context.Context, m jetstream.Msg) (p *pending, err 
 	if err := req.Validate(); err != nil {
 		return p, fmt.Errorf("%w: %v", retry.ErrPermanent, err)
 	}
-	if md.NumDelivered > 1 {
+	// A request the spare lane took (CAU_INBOUND sourced it) may be here a second time when its
+	// first publish landed too and the two arrived further apart than the duplicate window: the
+	// index decides, as for a redelivery.
+	if md.NumDelivered > 1 || natsjs.FromSpare(m.Headers()) {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		st, _, err := natsjs.GetState(actx, w.h.Requests, req.ID)
 		cancel()

@@ -27,7 +27,9 @@ func startWorker(t *testing.T, env *natstest.Env, o worker.Options) {
 		eng := triage.NewEngine(triage.DefaultCatalog())
 		o.Decide = eng.Decide
 	}
-	o.Registerer = prometheus.NewRegistry()
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
 	w, err := worker.New(context.Background(), env.Handles, o)
 	if err != nil {
 		t.Fatal(err)

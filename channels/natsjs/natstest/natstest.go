@@ -83,6 +83,22 @@ func OnNode(t testing.TB, c *natscluster.Cluster, i int, topo natsjs.Topology) *
 	if err != nil {
 		t.Fatalf("connect node %d: %v", i, err)
 	}
+	return onConn(t, nc, topo)
+}
+
+// OnCluster is what a caud replica configured with every node of c has: a connection that
+// reconnects to another node when its node goes away, and the topology's handles.
+func OnCluster(t testing.TB, c *natscluster.Cluster, topo natsjs.Topology) *Env {
+	t.Helper()
+	nc, err := c.Connect()
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return onConn(t, nc, topo)
+}
+
+func onConn(t testing.TB, nc *nats.Conn, topo natsjs.Topology) *Env {
+	t.Helper()
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -92,7 +108,7 @@ func OnNode(t testing.TB, c *natscluster.Cluster, i int, topo natsjs.Topology) *
 	defer cancel()
 	h, err := natsjs.EnsureTopology(ctx, js, topo)
 	if err != nil {
-		t.Fatalf("topology through node %d: %v", i, err)
+		t.Fatalf("topology through %s: %v", nc.ConnectedUrlRedacted(), err)
 	}
 	return &Env{Conn: nc, Handles: h}
 }

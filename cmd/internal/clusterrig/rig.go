@@ -314,8 +314,23 @@ func (d *DeskLoad) Result() Result {
 // Count reads CAU_INBOUND and returns, per desk idempotency key and per mail Message-ID, how many
 // requests carry it. A read that fails (a node just went away) is started over until ctx ends.
 func Count(ctx context.Context, js jetstream.JetStream) (desk, mail map[string]int, err error) {
+	return countStream(ctx, js, natsjs.StreamInbound, func(b []byte, r *channels.Request) error { return json.Unmarshal(b, r) })
+}
+
+// CountTriaged is Count over CAU_TRIAGED: how many triaged items carry each desk key and
+// Message-ID.
+func CountTriaged(ctx context.Context, js jetstream.JetStream) (desk, mail map[string]int, err error) {
+	return countStream(ctx, js, natsjs.StreamTriaged, func(b []byte, r *channels.Request) error {
+		item := struct {
+			Request *channels.Request `json:"request"`
+		}{r}
+		return json.Unmarshal(b, &item)
+	})
+}
+
+func countStream(ctx context.Context, js jetstream.JetStream, stream string, decode func([]byte, *channels.Request) error) (desk, mail map[string]int, err error) {
 	for {
-		desk, mail, err = count(ctx, js)
+		desk, mail, err = count(ctx, js, stream, decode)
 		if err == nil || ctx.Err() != nil {
 			return desk, mail, err
 		}
@@ -327,8 +342,8 @@ func Count(ctx context.Context, js jetstream.JetStream) (desk, mail map[string]i
 	}
 }
 
-func count(ctx context.Context, js jetstream.JetStream) (desk, mail map[string]int, err error) {
-	s, err := js.Stream(ctx, natsjs.StreamInbound)
+func count(ctx context.Context, js jetstream.JetStream, stream string, decode func([]byte, *channels.Request) error) (desk, mail map[string]int, err error) {
+	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -353,7 +368,7 @@ func count(ctx context.Context, js jetstream.JetStream) (desk, mail map[string]i
 		for m := range batch.Messages() {
 			n++
 			var r channels.Request
-			if err := json.Unmarshal(m.Data(), &r); err != nil {
+			if err := decode(m.Data(), &r); err != nil {
 				return nil, nil, fmt.Errorf("decode request: %w", err)
 			}
 			switch {
