@@ -302,7 +302,8 @@ func (d *Desk) Submit(ctx context.Context, s Submission) (Result, error) {
 		}
 	}
 	if idemKey != "" {
-		d.recordPublished(ctx, idemKey, idemRecord{Request: *req, Hash: fingerprint(s), Published: true})
+		// Unclaimed, the bucket just gave no answer: do not wait for it again.
+		d.recordPublished(ctx, idemKey, idemRecord{Request: *req, Hash: fingerprint(s), Published: true}, !unclaimed)
 	}
 	return Result{ID: req.ID, Repeated: rec.Duplicate}, nil
 }
@@ -356,10 +357,10 @@ func (d *Desk) kept(ctx context.Context, rec channels.Receipt) (*channels.Reques
 	}, nil)
 }
 
-// recordPublished writes the key's record as published. It waits at most ClaimTimeout and
-// finishes in the background: a missing record is harmless (a retry finds the request through
-// the index or the Nats-Msg-Id), it only saves work.
-func (d *Desk) recordPublished(ctx context.Context, key string, rec idemRecord) {
+// recordPublished writes the key's record as published. It waits at most ClaimTimeout (not at
+// all unless wait) and finishes in the background: a missing record is harmless (a retry finds
+// the request through the index or the Nats-Msg-Id), it only saves work.
+func (d *Desk) recordPublished(ctx context.Context, key string, rec idemRecord, wait bool) {
 	b, _ := json.Marshal(rec)
 	done := make(chan struct{})
 	go func() {
@@ -375,6 +376,9 @@ func (d *Desk) recordPublished(ctx context.Context, key string, rec idemRecord) 
 			d.log.Warn("idempotency record", "err", err)
 		}
 	}()
+	if !wait {
+		return
+	}
 	t := time.NewTimer(d.o.ClaimTimeout)
 	defer t.Stop()
 	select {
@@ -397,7 +401,8 @@ func submissionOf(r *channels.Request) Submission {
 // claimKey records rec under an idempotency key, or returns the record already there (nil when rec
 // was recorded). Several replicas may race for a key: the bucket's leader admits one create, and
 // the others read that record, waiting while it is still in flight. Attempts are retried for at
-// most ClaimTimeout; then it fails with errClaimUnavailable (a resource refusal fails at once).
+// most ClaimTimeout; then it fails with errClaimUnavailable, at once when nobody serves the bucket
+// (no responders: no leader). A resource refusal fails at once.
 func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemRecord, error) {
 	b, _ := json.Marshal(rec)
 	p := retry.Policy{Initial: 20 * time.Millisecond, Max: 250 * time.Millisecond, Jitter: 0.3}
@@ -418,6 +423,10 @@ func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemR
 				// The store is full: answer at once (503, retry later), no point in waiting.
 				return nil, fmt.Errorf("%w: idempotency key: %w", retry.ErrPermanent, err)
 			}
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				// Nobody serves the bucket: it has no leader now, and will not for seconds.
+				return nil, fmt.Errorf("%w: %w: %w", retry.ErrPermanent, errClaimUnavailable, err)
+			}
 			return nil, fmt.Errorf("idempotency key: %w", err)
 		}
 		e, err := d.o.Idempotency.Get(actx, key)
@@ -435,8 +444,12 @@ func (d *Desk) claimKey(ctx context.Context, key string, rec idemRecord) (*idemR
 			d.log.Warn("idempotency key, retrying", "attempt", attempt, "err", err, "in", wait)
 		}
 	})
-	if err != nil && ctx.Err() == nil && cctx.Err() != nil && !errors.Is(err, retry.ErrPermanent) {
-		d.log.Warn("idempotency records gave no answer in time; the inbound stream decides", "after", d.o.ClaimTimeout, "err", err)
+	switch {
+	case errors.Is(err, errClaimUnavailable):
+		d.log.Debug("idempotency records have no leader; the inbound stream decides", "err", err)
+		return nil, err
+	case err != nil && ctx.Err() == nil && cctx.Err() != nil && !errors.Is(err, retry.ErrPermanent):
+		d.log.Debug("idempotency records gave no answer in time; the inbound stream decides", "after", d.o.ClaimTimeout, "err", err)
 		return nil, fmt.Errorf("%w: %w", errClaimUnavailable, err)
 	}
 	return prev, err

@@ -97,6 +97,7 @@ type harness struct {
 	failed  bool
 
 	arrivals sync.Map // Message-ID → time.Time its request was published
+	triaged  sync.Map // desk idempotency key → time.Time its triaged item was published
 	mails    int
 }
 
@@ -152,6 +153,14 @@ func newHarness(o options, out io.Writer) (*harness, error) {
 		var r channels.Request
 		if json.Unmarshal(m.Data, &r) == nil && r.Source.MessageID != "" {
 			h.arrivals.LoadOrStore(r.Source.MessageID, time.Now())
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := h.nc.Subscribe(natsjs.SubjectTriagedPrefix+">", func(m *nats.Msg) {
+		var item struct{ Request channels.Request }
+		if json.Unmarshal(m.Data, &item) == nil && item.Request.Source.IdempotencyKey != "" {
+			h.triaged.LoadOrStore(item.Request.Source.IdempotencyKey, time.Now())
 		}
 	}); err != nil {
 		return nil, err
@@ -494,14 +503,15 @@ func (h *harness) nodeLoss() error {
 			return err
 		}
 		lost, doubled, tLost, tDoubled := h.countAccepted(res.Accepted)
+		lag, late := h.triageLag(res.AcceptedAt)
 		fivexx := 0
 		for code, n := range res.Statuses {
 			if code >= 500 || code == 0 {
 				fivexx += n
 			}
 		}
-		h.printf("NODE LOSS (%s of n%d, leader of %s) under desk load of %d clients retrying with their key: intake pause %s (longest gap between accepted requests after the kill); slowest request %s; %d accepted in %s; answers %v (5xx or none: %d, each retried); in CAU_INBOUND lost %d, doubled %d; triaged lost %d, doubled %d",
-			v.sig, idx+1, v.group, h.o.clients, res.PauseAfter(at).Round(time.Millisecond), res.Slowest.Round(time.Millisecond), len(res.Accepted), res.Duration.Round(time.Millisecond), res.Statuses, fivexx, lost, doubled, tLost, tDoubled)
+		h.printf("NODE LOSS (%s of n%d, leader of %s) under desk load of %d clients retrying with their key: intake pause %s (longest gap between accepted requests after the kill); slowest request %s; %d accepted in %s; answers %v (5xx or none: %d, each retried); in CAU_INBOUND lost %d, doubled %d; triaged lost %d, doubled %d; triage lag (accepted to triaged item) at most %s, %d requests over 3 s",
+			v.sig, idx+1, v.group, h.o.clients, res.PauseAfter(at).Round(time.Millisecond), res.Slowest.Round(time.Millisecond), len(res.Accepted), res.Duration.Round(time.Millisecond), res.Statuses, fivexx, lost, doubled, tLost, tDoubled, lag.Round(time.Millisecond), late)
 		h.check(lost == 0 && doubled == 0 && tLost == 0 && tDoubled == 0, "node loss lost or doubled requests")
 		// Let the restarted node catch up before the next measurement.
 		if !waitFor(time.Minute, func() bool { return h.allReady() }) {
@@ -545,6 +555,23 @@ func (h *harness) countAccepted(accepted map[string]string) (lost, doubled, tLos
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// triageLag is the longest time from a request's acceptance to its triaged item's publish, and
+// how many took over 3 s (those the spare lane took wait for CAU_INBOUND's new leader).
+func (h *harness) triageLag(accepted map[string]time.Time) (longest time.Duration, late int) {
+	for key, at := range accepted {
+		v, ok := h.triaged.Load(key)
+		if !ok {
+			continue // counted as lost above
+		}
+		d := v.(time.Time).Sub(at)
+		longest = max(longest, d)
+		if d > 3*time.Second {
+			late++
+		}
+	}
+	return longest, late
 }
 
 func (h *harness) hasStream(name string) bool {

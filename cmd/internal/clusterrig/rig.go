@@ -180,6 +180,7 @@ type DeskLoad struct {
 	mu       sync.Mutex
 	accepted map[string]string    // key → request id
 	waiting  map[string]time.Time // key → first attempt, until accepted (or given up)
+	at       map[string]time.Time // key → when it was accepted
 	// Failures counts failed attempts (5xx or no answer), each retried with the same key.
 	failures  int
 	statuses  map[int]int
@@ -192,7 +193,7 @@ type DeskLoad struct {
 // Start runs the load until ctx ends; Wait returns when every client has finished its last
 // request.
 func (d *DeskLoad) Start(ctx context.Context) (wait func()) {
-	d.accepted, d.waiting, d.statuses, d.started = map[string]string{}, map[string]time.Time{}, map[int]int{}, time.Now()
+	d.accepted, d.waiting, d.at, d.statuses, d.started = map[string]string{}, map[string]time.Time{}, map[string]time.Time{}, map[int]int{}, time.Now()
 	cl := &http.Client{Timeout: 15 * time.Second}
 	var wg sync.WaitGroup
 	for c := range d.Clients {
@@ -235,7 +236,8 @@ func (d *DeskLoad) submit(ctx context.Context, cl *http.Client, c int, key strin
 		d.statuses[code]++
 		if code == 200 || code == 201 {
 			d.accepted[key] = out.ID
-			d.okTimes = append(d.okTimes, time.Now())
+			d.at[key] = time.Now()
+			d.okTimes = append(d.okTimes, d.at[key])
 			d.maxLatest = max(d.maxLatest, time.Since(t0))
 			d.mu.Unlock()
 			return
@@ -274,9 +276,10 @@ func (d *DeskLoad) WaitingSince(t time.Time) int {
 
 // Result is what a DeskLoad measured.
 type Result struct {
-	Accepted map[string]string
-	Statuses map[int]int // HTTP status of every attempt (0: no answer)
-	Failures int         // attempts that failed and were retried
+	Accepted   map[string]string
+	AcceptedAt map[string]time.Time // key → when it was accepted
+	Statuses   map[int]int          // HTTP status of every attempt (0: no answer)
+	Failures   int                  // attempts that failed and were retried
 	// MaxPause is the longest time without any accepted request between the first and the last.
 	MaxPause time.Duration
 	// PauseAfter is the longest gap after instant at (the moment a node was killed).
@@ -291,7 +294,7 @@ func (d *DeskLoad) Result() Result {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	times := append([]time.Time(nil), d.okTimes...)
-	r := Result{Accepted: maps.Clone(d.accepted), Statuses: maps.Clone(d.statuses), Failures: d.failures, Slowest: d.maxLatest, Duration: d.stopped.Sub(d.started)}
+	r := Result{Accepted: maps.Clone(d.accepted), AcceptedAt: maps.Clone(d.at), Statuses: maps.Clone(d.statuses), Failures: d.failures, Slowest: d.maxLatest, Duration: d.stopped.Sub(d.started)}
 	gap := func(from time.Time) time.Duration {
 		var longest time.Duration
 		prev := from
