@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sync"
@@ -76,5 +77,22 @@ func TestFullDiskAtTheDaemon(t *testing.T) {
 		}
 	}
 	expectEachOnce(t, app, base, ids)
-	t.Logf("daemon, full disk: %d requests, 0 lost, 0 doubled; ready %s after space returned; waiting clients answered %v", before+during, ready.Round(time.Millisecond), codes)
+	// The search index reads JetStream live (an ordered consumer and a bucket watch): it resumed
+	// too, and finds a request taken in after the restart, queued.
+	code, after := submit(t, base, body(99))
+	if code != 201 {
+		t.Fatalf("submit after recovery: %d", code)
+	}
+	waitQueued(t, base, after)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var r struct{ Requests []struct{ ID string } }
+		code, b := call(t, "GET", base+"/api/v1/requests?state=queued&id="+after, "")
+		if code == 200 && json.Unmarshal(b, &r) == nil && len(r.Requests) == 1 && r.Requests[0].ID == after {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("search after the restart: %d %s", code, b)
+		}
+	}
+	t.Logf("daemon, full disk: %d requests (and one after), 0 lost, 0 doubled; ready %s after space returned; waiting clients answered %v", before+during, ready.Round(time.Millisecond), codes)
 }
