@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,12 +50,17 @@ const (
 var defaultCatalogYAML []byte
 
 // Term is a weighted keyword: one word or several ("correo institucional"), matched on stems.
-// In YAML it is either a plain string (weight 1) or a one-entry mapping `term: weight`.
+// In YAML it is either a plain string (weight 1) or a one-entry mapping `term: weight`. A quoted
+// string written the same way ("impresora: 4", as operators write it inside a flow list) is the
+// mapping too: no keyword ends in a colon and a number.
 type Term struct {
 	Text   string
 	Weight float64
 	line   int
 }
+
+// quotedWeight is `term: weight` written as one string.
+var quotedWeight = regexp.MustCompile(`^\s*(\S.*?)\s*:\s*([0-9]+(?:[.,][0-9]+)?)\s*$`)
 
 // UnmarshalYAML implements yaml.Unmarshaler for the two spellings of a Term.
 func (t *Term) UnmarshalYAML(n *yaml.Node) error {
@@ -62,6 +68,13 @@ func (t *Term) UnmarshalYAML(n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		t.Text, t.Weight = n.Value, 1
+		if m := quotedWeight.FindStringSubmatch(n.Value); m != nil {
+			w, err := strconv.ParseFloat(strings.Replace(m[2], ",", ".", 1), 64)
+			if err != nil {
+				return fmt.Errorf("line %d: weight of %q is not a number", n.Line, m[1])
+			}
+			t.Text, t.Weight = m[1], w
+		}
 		return nil
 	case yaml.MappingNode:
 		if len(n.Content) != 2 || n.Content[0].Kind != yaml.ScalarNode || n.Content[1].Kind != yaml.ScalarNode {

@@ -87,7 +87,7 @@ func TestDefaultCatalogExamplesAreNotLabelledRequests(t *testing.T) {
 		for _, x := range readExamplesFile(t, f) {
 			for _, text := range []string{x.Body, strings.TrimSpace(x.Subject + " " + x.Body)} {
 				if cand, ok := own[exampleKey(text)]; ok && exampleKey(text) != "" {
-					t.Errorf("%s %s is an example of %s in the default catalog", f, x.ID, cand)
+					t.Errorf("%s %s is an example of %s in the default catalog: rephrase the catalog example", f, x.ID, cand)
 					break
 				}
 			}

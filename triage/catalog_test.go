@@ -143,3 +143,31 @@ func TestLoadCatalogFileNamesFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// An operator who quotes `term: weight` inside a flow list ("impresora: 4") means the weight: the
+// quoted spelling reads like the mapping, so the keyword matches the word alone.
+func TestQuotedWeightIsAWeight(t *testing.T) {
+	y := strings.NewReplacer("[correo: 3, buzón]", `["correo: 3", "buzón", "bandeja de entrada : 2,5"]`,
+		"[beca: 4]", `["beca: 4"]`).Replace(smallCatalog)
+	c, err := ParseCatalog([]byte(y), "quoted.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kw := c.f.Services[0].Keywords
+	want := []Term{{Text: "correo", Weight: 3}, {Text: "buzón", Weight: 1}, {Text: "bandeja de entrada", Weight: 2.5}}
+	for i, w := range want {
+		if i >= len(kw) || kw[i].Text != w.Text || kw[i].Weight != w.Weight {
+			t.Fatalf("keywords %+v, want %+v", kw, want)
+		}
+	}
+	if o := c.f.OutOfScope[0].Keywords; len(o) != 1 || o[0].Text != "beca" || o[0].Weight != 4 {
+		t.Errorf("target keywords %+v", o)
+	}
+	got := NewEngine(c).Decide(Input{Text: "no me llega nada al correo desde ayer"})
+	if got.Outcome != OutcomeSAI || got.Service == nil || got.Service.ID != "correo" {
+		t.Errorf("a request naming the quoted keyword: %+v", got)
+	}
+	if _, err := ParseCatalog([]byte(strings.Replace(smallCatalog, "[beca: 4]", `["beca: 40"]`, 1)), "heavy.yaml"); err == nil {
+		t.Error("a quoted weight out of range was accepted")
+	}
+}

@@ -88,6 +88,7 @@ type Engine struct {
 	verifyDoc int          // the service asked "is this message genuine?" (-1: none)
 	model     *Model
 	version   string
+	bg        map[string][]bgPost // background evidence of words the catalog does not know
 }
 
 // NewEngine compiles a catalog into an engine and trains its learned component from the catalog's
@@ -189,6 +190,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 
 	texts := e.trainingTexts(c, m)
 	e.nb = e.train(texts)
+	e.bg = e.buildBackground(backgroundAssociations())
 	e.offerDoc = offerTarget(e.docs, texts)
 	defer func() { e.cal = e.calibrate(texts) }() // after the matcher is complete
 	e.verifyDoc = verifyTarget(e.docs, texts)
@@ -261,6 +263,9 @@ func (e *Engine) Catalog() *Catalog { return e.cat }
 
 // scratch holds per-call buffers, pooled to keep Decide light on allocation.
 type scratch struct {
+	bgSeen      map[string]bool // background: stems already counted
+	bgSum       []float64       // background evidence by candidate
+	bgTop       []hit           // strongest background word by candidate
 	ids         []int32
 	zone        []float32
 	cl          []int16 // clause of each token
@@ -571,6 +576,7 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 		}
 	}
 	e.nbScore(s, nb)
+	e.bgScore(s, in)
 	e.readClauses(s)
 	s.raw = nil
 	t := e.decide(s, content)
