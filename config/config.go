@@ -108,6 +108,10 @@ type EmbeddedNATS struct {
 	StoreDir  string `mapstructure:"store_dir"`  // nats.embedded.store_dir, default <data_dir>/jetstream
 	MaxMemory int64  `mapstructure:"max_memory"` // nats.embedded.max_memory, default 256 MiB
 	MaxStore  int64  `mapstructure:"max_store"`  // nats.embedded.max_store, default 10 GiB
+	// ResumeFree is the free space the store's filesystem needs before caud restarts JetStream
+	// after the disk ran full (nats.embedded.resume_free, default 64 MiB, or a tenth of the
+	// filesystem when that is less).
+	ResumeFree int64 `mapstructure:"resume_free"`
 	// Auth requires a token on the client port (nats.embedded.auth, default true). The token is
 	// read from TokenFile (nats.embedded.token_file, default <data_dir>/nats.token), which caud
 	// creates with mode 0600 and a random token when it does not exist.

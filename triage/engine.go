@@ -89,6 +89,7 @@ type Engine struct {
 	model     *Model
 	version   string
 	bg        map[string][]bgPost // background evidence of words the catalog does not know
+	kindm     *kindModel          // learned reading of falla vs servicio (kindmodel.go)
 	// offices are the stems that name an orientation target's office or the target itself
 	// ("biblioteca", "capital humano"): in a place phrase they count placeWeight for targets.
 	offices map[int32]bool
@@ -216,6 +217,7 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 	texts := e.trainingTexts(c, m)
 	e.nb = e.train(texts)
 	e.bg = e.buildBackground(backgroundAssociations())
+	e.kindm = learnedKind()
 	e.offerDoc = offerTarget(e.docs, texts)
 	defer func() { e.cal = e.calibrate(texts) }() // after the matcher is complete
 	e.verifyDoc = verifyTarget(e.docs, texts)
@@ -289,6 +291,7 @@ func (e *Engine) Catalog() *Catalog { return e.cat }
 
 // scratch holds per-call buffers, pooled to keep Decide light on allocation.
 type scratch struct {
+	kindBuf     []string        // features of one clause for the learned kind reading
 	bgSeen      map[string]bool // background: stems already counted
 	bgSum       []float64       // background evidence by candidate
 	bgTop       []hit           // strongest background word by candidate
@@ -1096,6 +1099,12 @@ func (e *Engine) kind(s *scratch, d doc) (string, string) {
 	}
 	falla := s.bfalla + catalogCueWeight*s.falla
 	serv := s.bserv + catalogCueWeight*s.serv
+	learned := kindLearnedWt * e.learnedVerdict(s)
+	if learned > 0 {
+		falla += learned
+	} else {
+		serv -= learned
+	}
 	if d.kind == docInformativo {
 		// An informativo matter is a question by nature; only a clear fault report makes it a falla.
 		falla /= 2
@@ -1121,6 +1130,9 @@ func (e *Engine) kind(s *scratch, d doc) (string, string) {
 			if len(parts) == 3 {
 				break
 			}
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "lectura del texto completo")
 		}
 		return strings.Join(parts, ", ")
 	}

@@ -224,9 +224,7 @@ func (o Options) withDefaults() (Options, error) {
 		}
 		o.Units = u
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o.Logger = channels.OrDiscard(o.Logger)
 	if o.Dial == nil {
 		d := &net.Dialer{Timeout: o.CommandTimeout, KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext

@@ -101,6 +101,7 @@ type Memo struct {
 	ex       *extractor
 	missing  []string
 	inFlight map[string]bool // names in processing/
+	waiting  int             // spool files held back while a tool is missing, as of the last look
 
 	// afterPublish, set by tests, runs between the publish and the move to processed/; an error
 	// abandons the file there as a crash would.
@@ -116,6 +117,7 @@ type metrics struct {
 	failed    *prometheus.CounterVec
 	processed prometheus.Counter
 	dups      prometheus.Counter
+	waiting   prometheus.Gauge
 }
 
 // New checks the options, creates the spool folders and looks for the tools. A missing tool is not
@@ -178,9 +180,10 @@ func New(o Options) (*Memo, error) {
 		failed:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_memo_failed_total", Help: "Memo files moved to failed/ (or uploads refused), by reason."}, []string{"reason"}),
 		processed: prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_memo_processed_total", Help: "Memo files published and moved to processed/ (duplicates included)."}),
 		dups:      prometheus.NewCounter(prometheus.CounterOpts{Name: "caud_memo_duplicates_total", Help: "Memo files whose scan (SHA-256) had already become a request."}),
+		waiting:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "caud_memo_spool_waiting", Help: "Memo files the spool holds back while an OCR or PDF tool is missing."}),
 	}
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{mm.m.pages, mm.m.ocr, mm.m.conf, mm.m.failed, mm.m.processed, mm.m.dups} {
+		for _, c := range []prometheus.Collector{mm.m.pages, mm.m.ocr, mm.m.conf, mm.m.failed, mm.m.processed, mm.m.dups, mm.m.waiting} {
 			if err := o.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("memo metrics: %w", err)
 			}
@@ -189,6 +192,21 @@ func New(o Options) (*Memo, error) {
 	mm.health.Now = o.Now
 	mm.refreshTools(context.Background())
 	return mm, nil
+}
+
+// Waiting is how many spool files the spool watcher held back, at its last look, because a tool
+// is missing (caud_memo_spool_waiting).
+func (m *Memo) Waiting() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waiting
+}
+
+func (m *Memo) setWaiting(n int) {
+	m.mu.Lock()
+	m.waiting = n
+	m.mu.Unlock()
+	m.m.waiting.Set(float64(n))
 }
 
 func (m *Memo) extractor() *extractor {

@@ -548,7 +548,8 @@ func TestMissingToolsWait(t *testing.T) {
 	}
 	te.run(t, te.memo)
 	dropFile(t, te.spool, "wait.png", blankPNG(t))
-	time.Sleep(700 * time.Millisecond)
+	// The watcher has seen the file and holds it back (it would claim it at this look otherwise).
+	waitFor(t, 10*time.Second, "the spool holds the file back", func() bool { return te.memo.Waiting() == 1 })
 	if got := files(t, te.spool); len(got) != 1 {
 		t.Errorf("spool = %v, want the file waiting", got)
 	}

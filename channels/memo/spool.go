@@ -97,8 +97,13 @@ func (m *Memo) Run(ctx context.Context, sink channels.Sink) error {
 		case <-tick.C:
 			rescan()
 		case <-settle.C:
-			if len(pending) == 0 || m.extractor() == nil {
-				continue // files wait in the spool while a tool is missing
+			if m.extractor() == nil {
+				m.setWaiting(len(pending)) // files wait in the spool while a tool is missing
+				continue
+			}
+			m.setWaiting(0)
+			if len(pending) == 0 {
+				continue
 			}
 			now := time.Now()
 			for name, c := range pending {

@@ -61,7 +61,8 @@ func DeskIdempotencyKey(clientKey string) RequestKey {
 	return RequestKey("idem.desk." + ShortHash(clientKey))
 }
 
-// SocialKey records that a platform's message id was published.
+// SocialKey claims a platform's message id before its request is published (the record holds the
+// request) and then records it published (the record names the request and its sequence).
 func SocialKey(platform, messageID string) RequestKey {
 	return RequestKey("social." + platform + "." + ShortHash(messageID))
 }

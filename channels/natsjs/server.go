@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
@@ -37,6 +38,9 @@ type EmbeddedOptions struct {
 	ReadyTimeout time.Duration
 	// Token, when set, is required from every client (in-process ones too); "" means none.
 	Token string
+	// Guard, when set, watches the server's store and restarts JetStream after a full disk once
+	// space returns (run its Run); nil means none.
+	Guard *StoreGuard
 }
 
 // StartEmbedded starts a nats-server with JetStream in this process. It never installs signal
@@ -75,7 +79,7 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 		JetStreamMaxMemory: o.MaxMemory,
 		JetStreamMaxStore:  o.MaxStore,
 		NoSigs:             true,
-		NoLog:              log == nil,
+		NoLog:              log == nil && o.Guard == nil,
 		MaxPayload:         8 << 20,
 		Authorization:      o.Token,
 	}
@@ -99,8 +103,13 @@ func StartEmbedded(o EmbeddedOptions, log *slog.Logger) (*server.Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	if log != nil {
-		ns.SetLoggerV2(serverLog{log.With("component", "nats-server")}, false, false, false)
+	if log != nil || o.Guard != nil {
+		sl := serverLog{log: channels.OrDiscard(log).With("component", "nats-server")}
+		if o.Guard != nil {
+			sl.line = o.Guard.serverLine
+			o.Guard.attach(ns, opts)
+		}
+		ns.SetLoggerV2(sl, false, false, false)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(o.ReadyTimeout) {
@@ -173,9 +182,7 @@ func Connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*nats.Con
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = channels.OrDiscard(log)
 	notify := func(state string, err error) {
 		if o.OnStateChange != nil {
 			o.OnStateChange(state, err)

@@ -136,10 +136,7 @@ func NewSink(h *Handles, o SinkOptions) *Sink {
 	if o.FailoverAfter == 0 {
 		o.FailoverAfter = DefaultFailoverAfter
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	m := &SinkMetrics{
 		Received:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_received_total", Help: "Requests handed to the sink, per channel."}, []string{"channel"}),
 		Published:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caud_channel_published_total", Help: "Requests JetStream acknowledged, per channel (duplicates included)."}, []string{"channel"}),

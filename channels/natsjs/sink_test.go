@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -135,9 +137,23 @@ func TestSinkRejectsInvalidAtOnce(t *testing.T) {
 	}
 }
 
+// retries is a log handler that counts the sink's failed publish attempts.
+type retries struct{ n atomic.Int64 }
+
+func (r *retries) Enabled(context.Context, slog.Level) bool { return true }
+func (r *retries) Handle(_ context.Context, rec slog.Record) error {
+	if strings.HasPrefix(rec.Message, "publish attempt failed") {
+		r.n.Add(1)
+	}
+	return nil
+}
+func (r *retries) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *retries) WithGroup(string) slog.Handler      { return r }
+
 func TestSinkWaitsForJetStreamThenGivesUpWithContext(t *testing.T) {
 	env := natstest.Start(t, natsjs.Topology{})
-	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{AttemptTimeout: 200 * time.Millisecond})
+	failed := &retries{}
+	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{AttemptTimeout: 200 * time.Millisecond, Logger: slog.New(failed)})
 	ctx := context.Background()
 	// Take the stream away: publishes now have no responder; the sink retries until its deadline
 	// and reports it, never success.
@@ -151,13 +167,14 @@ func TestSinkWaitsForJetStreamThenGivesUpWithContext(t *testing.T) {
 	if !errors.Is(err, channels.ErrNotReady) {
 		t.Fatalf("err = %v, want ErrNotReady", err)
 	}
-	// The stream comes back while a publish is retrying: it succeeds.
+	// The stream comes back while a publish is retrying (it has failed an attempt): it succeeds.
 	done := make(chan error, 1)
+	before := failed.n.Load()
 	go func() {
 		_, err := sink.Publish(ctx, channels.Submission{Request: newRequest(ids, "y"), Subject: "desk", MsgID: "m2"})
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	natstest.WaitFor(t, 20*time.Second, "the publish fails an attempt and retries", func() bool { return failed.n.Load() > before })
 	if _, err := natsjs.EnsureTopology(ctx, env.JS, natsjs.Topology{}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/retry"
 )
 
@@ -101,9 +102,7 @@ func (t Topology) withDefaults() Topology {
 	if t.MaxBackoff == 0 {
 		t.MaxBackoff = 5 * time.Second
 	}
-	if t.Logger == nil {
-		t.Logger = slog.New(slog.DiscardHandler)
-	}
+	t.Logger = channels.OrDiscard(t.Logger)
 	return t
 }
 

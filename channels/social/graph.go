@@ -107,10 +107,7 @@ func NewProfiles(o ProfileOptions) (*Profiles, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	p := &Profiles{
 		o: o, log: log, cache: map[string]profileEntry{}, inflight: map[string]*profileCall{},
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{

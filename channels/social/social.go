@@ -163,6 +163,7 @@ type common struct {
 	publishTimeout time.Duration
 	sink           channels.Sink
 	seen           jetstream.KeyValue
+	inbound        jetstream.Stream
 	log            *slog.Logger
 	m              *metrics
 	now            func() time.Time
@@ -176,9 +177,13 @@ type WebhookOptions struct {
 	MaxBodyBytes int64
 	// Sink publishes the requests (required).
 	Sink channels.Sink
-	// Seen records every published platform id beyond the JetStream duplicate window: KV
-	// cau_requests, keys social.<facebook|x>.<hash> (required).
+	// Seen claims every platform id before its publish and records it published, beyond the
+	// JetStream duplicate window: KV cau_requests, keys social.<facebook|x>.<hash> (required).
 	Seen jetstream.KeyValue
+	// Inbound is CAU_INBOUND, where a retry of a claimed id whose first publish lost its ack looks
+	// for it; nil means the request index alone answers (it knows a request once the sink saw the
+	// ack or the worker triaged it).
+	Inbound jetstream.Stream
 	// PublishTimeout bounds the whole delivery before answering 503; 0 means 5 s.
 	PublishTimeout time.Duration
 	Logger         *slog.Logger
@@ -199,14 +204,12 @@ func newCommon(platform string, o WebhookOptions) (*common, error) {
 	}
 	maxBody = channels.OrDefault(maxBody, DefaultMaxBodyBytes)
 	timeout = channels.OrDefault(timeout, DefaultPublishTimeout)
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = channels.OrDiscard(log)
 	if now == nil {
 		now = time.Now
 	}
 	return &common{
-		platform: platform, maxBody: maxBody, publishTimeout: timeout, sink: sink, seen: seen,
+		platform: platform, maxBody: maxBody, publishTimeout: timeout, sink: sink, seen: seen, inbound: o.Inbound,
 		log: log.With("channel", platform), m: newMetrics(reg), now: now, health: &channels.HealthTracker{Now: now},
 	}, nil
 }
@@ -304,25 +307,23 @@ func (c *common) deliver(w http.ResponseWriter, r *http.Request, body []byte, ev
 	ok(w)
 }
 
-// publishAll runs each event's path (seen check, publish, seen record) concurrently after archiving
-// the body once; it returns the first error.
+// publishAll claims each event's platform id (claim), archives the body once when any event is
+// still to be published, and publishes those concurrently; it returns the first error.
 func (c *common) publishAll(ctx context.Context, body []byte, events []Event, source func(Event) string) error {
 	if len(events) == 0 {
 		return nil
 	}
-	// Which events are new? A retried delivery may be partly published already.
-	fresh := make([]bool, len(events))
-	var anyFresh bool
-	err := each(len(events), func(i int) error {
-		seen, err := c.isSeen(ctx, events[i])
-		fresh[i] = !seen
+	// Which events are still to be published? A retried delivery may be partly published already.
+	reqs := make([]*channels.Request, len(events))
+	if err := each(len(events), func(i int) (err error) {
+		reqs[i], err = c.claim(ctx, events[i])
 		return err
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	for i, f := range fresh {
-		if f {
+	anyFresh := false
+	for i, r := range reqs {
+		if r != nil {
 			anyFresh = true
 		} else {
 			c.m.ignored.WithLabelValues(c.platform, "duplicate").Inc()
@@ -339,10 +340,10 @@ func (c *common) publishAll(ctx context.Context, body []byte, events []Event, so
 		return err
 	}
 	return each(len(events), func(i int) error {
-		if !fresh[i] {
+		if reqs[i] == nil {
 			return nil
 		}
-		return c.publish(ctx, events[i], orig, source(events[i]))
+		return c.publish(ctx, events[i], reqs[i], orig, source(events[i]))
 	})
 }
 
@@ -373,31 +374,99 @@ func (c *common) archive(ctx context.Context, body []byte) (*channels.Object, er
 // seenKey is the cau_requests key recording that the platform id was published.
 func (c *common) seenKey(e Event) string { return natsjs.SocialKey(c.platform, e.ID).String() }
 
-func (c *common) isSeen(ctx context.Context, e Event) (bool, error) {
-	_, err := c.seen.Get(ctx, c.seenKey(e))
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-		return false, nil
-	default:
-		return false, fmt.Errorf("seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
+// seenRecord is the value of a seen key. While Pending is set the id is claimed: the request was
+// built and its publish is not confirmed yet. Once it is, the record names the request and its
+// sequence (enough to find it again) and Pending is gone.
+type seenRecord struct {
+	Request  string            `json:"request"`
+	Sequence uint64            `json:"seq,omitempty"`
+	Pending  *channels.Request `json:"pending,omitempty"`
+	Claimed  time.Time         `json:"claimed,omitzero"`
+}
+
+// claim returns the request to publish for e, or nil when it is published already. The first
+// delivery of a platform id records a claim holding the request before anything is published; a
+// retry, however late, finds it: when the first attempt landed without its ack arriving (the
+// request index or CAU_INBOUND shows it, also past JetStream's duplicate window) nothing is
+// published again, else the very same request goes out again under the same Nats-Msg-Id.
+func (c *common) claim(ctx context.Context, e Event) (*channels.Request, error) {
+	key := c.seenKey(e)
+	for attempt := 0; ; attempt++ {
+		entry, err := c.seen.Get(ctx, key)
+		switch {
+		case err == nil:
+			var rec seenRecord
+			if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+				return nil, fmt.Errorf("seen %s: %w: decode: %v", e.ID, channels.ErrNotReady, err)
+			}
+			if rec.Pending == nil {
+				return nil, nil
+			}
+			seq, err := c.landed(ctx, e, rec)
+			if err != nil {
+				return nil, err
+			}
+			if seq == 0 {
+				return rec.Pending, nil
+			}
+			c.log.Info("a publish whose ack was lost had landed; not publishing it again", "platform_id", e.ID, "request", rec.Request, "seq", seq)
+			return nil, c.recordPublished(ctx, e, rec.Request, seq)
+		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+			req := e.Request(c.now())
+			val, _ := json.Marshal(seenRecord{Request: req.ID, Pending: req, Claimed: time.Now().UTC()})
+			_, err := c.seen.Create(ctx, key, val)
+			if err == nil {
+				return req, nil
+			}
+			if !errors.Is(err, jetstream.ErrKeyExists) || attempt > 2 {
+				return nil, fmt.Errorf("claim %s: %w: %v", e.ID, channels.ErrNotReady, err)
+			}
+			// Another delivery of the same event claimed it first: read its claim.
+		default:
+			return nil, fmt.Errorf("seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
+		}
 	}
 }
 
-// seenRecord is the value of a seen key: enough to find the request again.
-type seenRecord struct {
-	Request  string `json:"request"`
-	Sequence uint64 `json:"seq,omitempty"`
+// landed returns the CAU_INBOUND sequence of a claimed request that was published after all, 0
+// when it was not.
+func (c *common) landed(ctx context.Context, e Event, rec seenRecord) (uint64, error) {
+	if st, _, err := natsjs.GetState(ctx, c.seen, rec.Request); err == nil {
+		return max(st.InboundSeq, 1), nil
+	} else if !errors.Is(err, natsjs.ErrUnknownRequest) {
+		return 0, fmt.Errorf("seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
+	}
+	if c.inbound == nil {
+		return 0, nil
+	}
+	// The index knows a request only once the sink saw its ack or the worker triaged it. Look in
+	// the stream itself, from a minute before the claim (clocks of caud and the server may differ).
+	seq, err := natsjs.FindMsgID(ctx, c.inbound, natsjs.SubjectInboundPrefix+c.platform, c.msgID(e), rec.Claimed.Add(-time.Minute))
+	if err != nil {
+		return 0, fmt.Errorf("seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
+	}
+	return seq, nil
 }
 
-func (c *common) publish(ctx context.Context, e Event, orig *channels.Object, source string) error {
-	req := e.Request(c.now())
+// msgID is the Nats-Msg-Id of e's request.
+func (c *common) msgID(e Event) string { return c.platform + ":" + e.ID }
+
+// recordPublished replaces the claim of e by the record of its published request.
+func (c *common) recordPublished(ctx context.Context, e Event, id string, seq uint64) error {
+	val, _ := json.Marshal(seenRecord{Request: id, Sequence: seq})
+	if _, err := c.seen.Put(ctx, c.seenKey(e), val); err != nil {
+		// Not answering 200: the retry finds the claim and the request it landed as.
+		return fmt.Errorf("record seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
+	}
+	return nil
+}
+
+func (c *common) publish(ctx context.Context, e Event, req *channels.Request, orig *channels.Object, source string) error {
 	req.Original = orig
 	rec, err := c.sink.Publish(ctx, channels.Submission{
 		Request: req,
 		Subject: c.platform, // the platform names its subject token (SubjectFacebook, SubjectX)
-		MsgID:   c.platform + ":" + e.ID,
+		MsgID:   c.msgID(e),
 		Source:  source,
 		// Original stays nil: the body is archived already and req.Original points to it.
 		OriginalType: "application/json",
@@ -410,13 +479,7 @@ func (c *common) publish(ctx context.Context, e Event, orig *channels.Object, so
 	} else {
 		c.m.events.WithLabelValues(c.platform, e.Social.Kind).Inc()
 	}
-	val, _ := json.Marshal(seenRecord{Request: req.ID, Sequence: rec.Sequence})
-	if _, err := c.seen.Put(ctx, c.seenKey(e), val); err != nil {
-		// Not answering 200: the retry republishes under the same Nats-Msg-Id, which JetStream
-		// drops, and records the id then.
-		return fmt.Errorf("record seen %s: %w: %v", e.ID, channels.ErrNotReady, err)
-	}
-	return nil
+	return c.recordPublished(ctx, e, req.ID, rec.Sequence)
 }
 
 // Request turns the event into a request. now is ReceivedAt when the event has no timestamp. The

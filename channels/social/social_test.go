@@ -113,7 +113,9 @@ type rig struct {
 }
 
 type rigOptions struct {
-	topo     natsjs.Topology
+	topo natsjs.Topology
+	// wrap, when set, stands between the webhooks and the sink (to lose an ack).
+	wrap     func(channels.Sink) channels.Sink
 	maxBody  int64
 	timeout  time.Duration
 	fbTokens string
@@ -123,21 +125,24 @@ type rigOptions struct {
 func newRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	env := natstest.Start(t, o.topo)
-	sink := natsjs.NewSink(env.Handles, natsjs.SinkOptions{AttemptTimeout: time.Second, MaxBackoff: 100 * time.Millisecond})
+	var sink channels.Sink = natsjs.NewSink(env.Handles, natsjs.SinkOptions{AttemptTimeout: time.Second, MaxBackoff: 100 * time.Millisecond})
+	if o.wrap != nil {
+		sink = o.wrap(sink)
+	}
 	reg := prometheus.NewRegistry()
 	if o.fbTokens == "" {
 		o.fbTokens = verifyToken
 	}
 	fb, err := social.NewFacebook(social.FacebookOptions{
 		AppSecrets: []string{"another-app-secret", appSecret}, VerifyToken: o.fbTokens, Profiles: o.profiles,
-		Webhook: social.WebhookOptions{MaxBodyBytes: o.maxBody, Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout},
+		Webhook: social.WebhookOptions{MaxBodyBytes: o.maxBody, Sink: sink, Seen: env.Requests, Inbound: env.Inbound, Registerer: reg, PublishTimeout: o.timeout},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	x, err := social.NewX(social.XOptions{
 		ConsumerSecrets: []string{consumerSecret, "second-consumer-secret"},
-		Webhook:         social.WebhookOptions{MaxBodyBytes: o.maxBody, Sink: sink, Seen: env.Requests, Registerer: reg, PublishTimeout: o.timeout},
+		Webhook:         social.WebhookOptions{MaxBodyBytes: o.maxBody, Sink: sink, Seen: env.Requests, Inbound: env.Inbound, Registerer: reg, PublishTimeout: o.timeout},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +415,7 @@ func TestDeliveredTwiceGivesOneRequestEach(t *testing.T) {
 			}
 		}
 		if round == 1 {
-			time.Sleep(300 * time.Millisecond)
+			natstest.AwaitDuplicateWindow(t, r.env.JS, r.env.Inbound, natsjs.SubjectInboundPrefix+"canary")
 		}
 	}
 	if n := len(r.inbound(t)); n != len(fxs) {
@@ -424,6 +429,82 @@ func TestDeliveredTwiceGivesOneRequestEach(t *testing.T) {
 	}
 	if !strings.Contains(string(e.Value()), `"request":"`) {
 		t.Errorf("seen record %s", e.Value())
+	}
+}
+
+// lossySink loses the answer of the next publish: it publishes through the real sink (or not at
+// all, with drop) and reports a failure, as when the ack never came back.
+type lossySink struct {
+	channels.Sink
+	env *natstest.Env
+	// lose the next publish's answer; drop it instead of publishing; forget also removes the
+	// request index's "received" entry, as when caud went down before writing it.
+	lose, drop, forget bool
+}
+
+func (s *lossySink) Publish(ctx context.Context, sub channels.Submission) (channels.Receipt, error) {
+	if !s.lose {
+		return s.Sink.Publish(ctx, sub)
+	}
+	s.lose = false
+	if s.drop {
+		return channels.Receipt{}, fmt.Errorf("%w: no ack", channels.ErrNotReady)
+	}
+	if _, err := s.Sink.Publish(ctx, sub); err != nil {
+		return channels.Receipt{}, err
+	}
+	if s.forget {
+		<-s.env.JS.PublishAsyncComplete()
+		if err := s.env.Requests.Delete(ctx, natsjs.ReceivedKey(sub.Request.ID).String()); err != nil {
+			return channels.Receipt{}, err
+		}
+	}
+	return channels.Receipt{}, fmt.Errorf("%w: ack lost", channels.ErrNotReady)
+}
+
+// A delivery whose publish lost its ack is retried by the platform after JetStream's duplicate
+// window: one request, found through the request index, or through CAU_INBOUND when the index
+// never heard of it; and when the first publish never landed, the retry publishes the request the
+// first delivery claimed.
+func TestRetryAfterTheWindowOfALostAckGivesOneRequest(t *testing.T) {
+	for name, lossy := range map[string]*lossySink{
+		"index knows":       {lose: true},
+		"only stream knows": {lose: true, forget: true},
+		"never landed":      {lose: true, drop: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, rigOptions{topo: natsjs.Topology{DedupWindow: 100 * time.Millisecond}, wrap: func(s channels.Sink) channels.Sink {
+				lossy.Sink = s
+				return lossy
+			}})
+			lossy.env = r.env
+			fx := fixtures(t)[0]
+			if rr := r.post(t, fx); rr.Code != http.StatusServiceUnavailable {
+				t.Fatalf("delivery with a lost ack: %d %s", rr.Code, rr.Body)
+			}
+			claim, err := r.env.Requests.Get(context.Background(), natsjs.SocialKey("facebook", fx.PlatformID).String())
+			if err != nil {
+				t.Fatalf("no claim after the first delivery: %v", err)
+			}
+			natstest.AwaitDuplicateWindow(t, r.env.JS, r.env.Inbound, natsjs.SubjectInboundPrefix+"canary")
+			if rr := r.post(t, fx); rr.Code != http.StatusOK {
+				t.Fatalf("retry after the window: %d %s", rr.Code, rr.Body)
+			}
+			got := r.inbound(t)
+			if len(got) != 1 || got[0].MsgID != "facebook:"+fx.PlatformID {
+				t.Fatalf("%d requests for one message after a lost ack and a late retry: %+v", len(got), got)
+			}
+			if !strings.Contains(string(claim.Value()), `"request":"`+got[0].Req.ID+`"`) {
+				t.Fatalf("the request %s is not the one claimed: %s", got[0].Req.ID, claim.Value())
+			}
+			e, err := r.env.Requests.Get(context.Background(), natsjs.SocialKey("facebook", fx.PlatformID).String())
+			if err != nil || strings.Contains(string(e.Value()), "pending") {
+				t.Fatalf("record after the retry: %s %v", e.Value(), err)
+			}
+			if rr := r.post(t, fx); rr.Code != http.StatusOK || len(r.inbound(t)) != 1 {
+				t.Fatalf("a third delivery: %d, %d requests", rr.Code, len(r.inbound(t)))
+			}
+		})
 	}
 }
 

@@ -61,6 +61,8 @@ type App struct {
 	worker   *worker.Worker
 	learner  *learner.Learner
 
+	// guard restarts the embedded server's JetStream after a full disk; nil with an external one.
+	guard *natsjs.StoreGuard
 	// health are the adapters that report to /readyz.
 	health []channels.HealthReporter
 
@@ -143,6 +145,10 @@ func (a *App) Start(ctx context.Context) error {
 			Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir,
 			MaxMemory: cfg.NATS.Embedded.MaxMemory, MaxStore: cfg.NATS.Embedded.MaxStore,
 		}
+		guard := natsjs.NewStoreGuard(natsjs.StoreGuardOptions{ResumeFree: cfg.NATS.Embedded.ResumeFree, Logger: a.log, Registerer: a.reg})
+		eo.Guard, a.guard = guard, guard
+		a.health = append(a.health, guard)
+		a.goBG(func() { _ = guard.Run(runCtx) })
 		if eo.Listen != "" && cfg.NATS.Embedded.Auth {
 			if eo.Token, err = natsjs.LoadOrCreateToken(cfg.NATS.Embedded.TokenFile); err != nil {
 				return err
@@ -188,6 +194,11 @@ func (a *App) Start(ctx context.Context) error {
 	var maxStore int64
 	if cfg.NATS.IsEmbedded() {
 		maxStore = cfg.NATS.Embedded.MaxStore
+	} else {
+		// A server caud does not run: /readyz says when it stops writing and what to do.
+		probe := natsjs.NewWriteProbe(natsjs.WriteProbeOptions{KV: a.h.State, Key: natsjs.ProbeKey(a.instance.id), Logger: a.log.With("stage", "probe")})
+		a.health = append(a.health, probe)
+		a.goBG(func() { _ = probe.Run(runCtx) })
 	}
 	a.reg.MustRegister(natsjs.NewStoreCollector(js, maxStore))
 
@@ -339,7 +350,7 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 		}
 		h, err := social.NewFacebook(social.FacebookOptions{
 			AppSecrets: []string{fb.AppSecret}, VerifyToken: fb.VerifyToken, Profiles: profiles,
-			Webhook: social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Logger: a.log.With("channel", "facebook"), Registerer: a.reg},
+			Webhook: social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Inbound: a.h.Inbound, Logger: a.log.With("channel", "facebook"), Registerer: a.reg},
 		})
 		if err != nil {
 			return fmt.Errorf("facebook webhook: %w", err)
@@ -350,7 +361,7 @@ func (a *App) startIntake(runCtx context.Context, mux *http.ServeMux, auth func(
 	if x := cfg.Social.X; x.ConsumerSecret != "" {
 		h, err := social.NewX(social.XOptions{
 			ConsumerSecrets: []string{x.ConsumerSecret},
-			Webhook:         social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Logger: a.log.With("channel", "x"), Registerer: a.reg},
+			Webhook:         social.WebhookOptions{Sink: a.sink, Seen: a.h.Requests, Inbound: a.h.Inbound, Logger: a.log.With("channel", "x"), Registerer: a.reg},
 		})
 		if err != nil {
 			return fmt.Errorf("x webhook: %w", err)

@@ -126,13 +126,36 @@ func TestKill9WhileSubmittingLosesAndDoublesNothing(t *testing.T) {
 			}
 		})
 	}
+	// Each kill lands while requests are being accepted, the clients meet the dead daemon, and the
+	// restarted one takes requests again.
+	acceptedMore := func(n int) {
+		t.Helper()
+		mu.Lock()
+		want := len(accepted) + n
+		mu.Unlock()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			mu.Lock()
+			got := len(accepted)
+			mu.Unlock()
+			if got >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d requests accepted, waiting for %d", got, want)
+			}
+		}
+	}
 	for range 2 {
-		time.Sleep(1500 * time.Millisecond)
+		acceptedMore(40)
 		d.kill9()
-		time.Sleep(200 * time.Millisecond)
+		for f, deadline := failures.Load(), time.Now().Add(30*time.Second); failures.Load() == f; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no client met the killed daemon")
+			}
+		}
 		d.start()
 	}
-	time.Sleep(time.Second)
+	acceptedMore(40)
 	stop.Store(true)
 	wg.Wait()
 	if len(accepted) < 50 {

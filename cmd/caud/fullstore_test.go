@@ -19,18 +19,9 @@ func TestFullStoreAtTheDaemon(t *testing.T) {
 	t.Setenv("CAU_NATS_EMBEDDED_MAX_STORE", "8388608")
 	app, base := startApp(t)
 	ctx := context.Background()
-	body := func(i int) string {
-		return fmt.Sprintf(`{"channel":"phone","description":"No puedo entrar a mi correo institucional (%d)","idempotency_key":"full-%d"}`, i, i)
-	}
+	body := keyedBody("full")
 	const before, during = 10, 6
-	ids := map[int]string{}
-	for i := range before {
-		code, id := submit(t, base, body(i))
-		if code != 201 {
-			t.Fatalf("submit %d: %d", i, code)
-		}
-		ids[i] = id
-	}
+	ids := submitKeyed(t, base, body, before)
 	if _, err := app.h.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "FILLER", Subjects: []string{"filler"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +73,40 @@ func TestFullStoreAtTheDaemon(t *testing.T) {
 		}
 		ids[before+i] = id
 	}
+	expectEachOnce(t, app, base, ids)
+	t.Logf("daemon, full store: %d requests, 0 lost, 0 doubled; ready %s after space returned", before+during, ready.Round(time.Millisecond))
+}
+
+// keyedBody returns the body of desk request i, with idempotency key prefix-i.
+func keyedBody(prefix string) func(i int) string {
+	return func(i int) string {
+		return fmt.Sprintf(`{"channel":"phone","description":"No puedo entrar a mi correo institucional (%d)","idempotency_key":"%s-%d"}`, i, prefix, i)
+	}
+}
+
+// submitKeyed sends requests 0…n-1 of body, each of which must be taken in (201), and returns
+// their ids by number.
+func submitKeyed(t *testing.T, base string, body func(int) string, n int) map[int]string {
+	t.Helper()
+	ids := map[int]string{}
+	for i := range n {
+		code, id := submit(t, base, body(i))
+		if code != 201 {
+			t.Fatalf("submit %d: %d", i, code)
+		}
+		ids[i] = id
+	}
+	return ids
+}
+
+// expectEachOnce waits until every request of ids is queued, and checks that CAU_INBOUND and
+// CAU_TRIAGED hold one message for each: none lost, none doubled.
+func expectEachOnce(t *testing.T, app *App, base string, ids map[int]string) {
+	t.Helper()
 	for _, id := range ids {
 		waitQueued(t, base, id)
 	}
+	ctx := context.Background()
 	in, err := app.h.Inbound.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +115,7 @@ func TestFullStoreAtTheDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.State.Msgs != before+during || tr.State.Msgs != before+during {
-		t.Fatalf("%d requests and %d triaged items for %d keys", in.State.Msgs, tr.State.Msgs, before+during)
+	if n := uint64(len(ids)); in.State.Msgs != n || tr.State.Msgs != n {
+		t.Fatalf("%d requests and %d triaged items for %d keys", in.State.Msgs, tr.State.Msgs, n)
 	}
-	t.Logf("daemon, full store: %d requests, 0 lost, 0 doubled; ready %s after space returned", before+during, ready.Round(time.Millisecond))
 }

@@ -101,6 +101,8 @@ func (a *App) readiness(ctx context.Context) []Check {
 		c := Check{Name: "stream " + name, OK: true}
 		if a.h == nil {
 			c.OK, c.Detail = false, "not created"
+		} else if a.guard != nil && !a.guard.Writing() {
+			c.OK, c.Detail = false, "JetStream is paused until the disk has room (see embedded store)"
 		} else if _, err := a.h.JS.Stream(ctx, name); err != nil {
 			c.OK, c.Detail = false, err.Error()
 		}

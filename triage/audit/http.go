@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/httpjson"
 )
 
@@ -14,9 +15,7 @@ import (
 // {"request_id":"…","history":[…Event…]}, 404 for an id that is no request id, 503 when JetStream
 // cannot be read. log may be nil.
 func (t *Trail) Register(mux *http.ServeMux, auth func(http.Handler) http.Handler, log *slog.Logger) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = channels.OrDiscard(log)
 	mux.Handle("GET /api/v1/requests/{id}/history", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()

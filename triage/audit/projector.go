@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/retry"
@@ -92,10 +93,7 @@ func NewProjector(ctx context.Context, o ProjectorOptions) (*Projector, error) {
 	if o.AckWait == 0 {
 		o.AckWait = 30 * time.Second
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	p := &Projector{o: o, log: log}
 	h := o.Handles
 	add := func(name string, s jetstream.Stream, filter string, fn func(jetstream.Msg, *jetstream.MsgMetadata) []Event) error {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/deadletter"
 	"github.com/ipn-cgsi/caud/channels/desk"
 	"github.com/ipn-cgsi/caud/config"
@@ -136,10 +137,7 @@ func New(o Options) (*Console, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	loc, err := time.LoadLocation("America/Mexico_City")
 	if err != nil {
 		loc = time.FixedZone("CST", -6*3600)

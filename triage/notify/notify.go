@@ -236,10 +236,7 @@ func New(ctx context.Context, o Options) (*Notifier, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	n := &Notifier{o: o, log: log}
 	if o.SMTP.From != "" {
 		if _, err := parseAddress(o.SMTP.From); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/retry"
 	"github.com/ipn-cgsi/caud/triage"
@@ -123,10 +124,7 @@ func New(ctx context.Context, h *natsjs.Handles, nc *nats.Conn, o Options) (*Que
 	if o.Lease <= 2*margin {
 		return nil, fmt.Errorf("queues: lease %s is too short", o.Lease)
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	q := &Queues{h: h, nc: nc, o: o, log: log, cons: map[string]jetstream.Consumer{}, redo: make(chan func(context.Context) (natsjs.RequestState, error), 1024)}
 	for _, name := range triage.Outcomes {
 		c, err := natsjs.EnsureConsumer(ctx, h.Triaged, jetstream.ConsumerConfig{

@@ -102,8 +102,11 @@ func TestClaimDoneAndState(t *testing.T) {
 		t.Fatalf("unknown queue: %v", err)
 	}
 	id := f.enqueue(t, "sai", "no puedo entrar a mi correo")
-	time.Sleep(5 * time.Millisecond)
+	// The oldest item's age grows from 0: look until it has.
 	s := stat(t, f.q, "sai")
+	for deadline := time.Now().Add(5 * time.Second); s.OldestAgeSeconds <= 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		s = stat(t, f.q, "sai")
+	}
 	if s.Pending != 1 || s.InProgress != 0 || s.OldestAgeSeconds <= 0 {
 		t.Fatalf("before claim %+v", s)
 	}

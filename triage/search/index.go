@@ -27,6 +27,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ipn-cgsi/caud/channels"
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/retry"
 	"github.com/ipn-cgsi/caud/config/fold"
@@ -114,10 +115,7 @@ func New(h *natsjs.Handles, o Options) *Index {
 	if o.MaxEntries == 0 {
 		o.MaxEntries = 2_000_000
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	x := &Index{
 		h: h, o: o, log: log,
 		byID: map[string]*entry{}, byEmail: map[string][]*entry{}, byHandle: map[string][]*entry{}, byFolio: map[string][]*entry{},

@@ -95,10 +95,7 @@ func New(ctx context.Context, h *natsjs.Handles, o Options) (*Worker, error) {
 	if o.RetryWait == 0 {
 		o.RetryWait = time.Second
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := channels.OrDiscard(o.Logger)
 	cons, err := natsjs.EnsureConsumer(ctx, h.Inbound, jetstream.ConsumerConfig{
 		Durable:     natsjs.ConsumerTriage,
 		Description: "triage workers (shared by every caud replica)",

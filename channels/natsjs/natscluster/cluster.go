@@ -51,12 +51,21 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	nodes []*server.Server // nil while a node is down (in-process mode)
-	procs []*exec.Cmd      // nil while a node is down (process mode)
+	procs []*node          // nil while a node is down (process mode)
+}
+
+// node is a nats-server process; done yields its exit.
+type node struct {
+	cmd  *exec.Cmd
+	done chan error
 }
 
 // Start writes the configuration of every node, starts them in this process and waits until
 // JetStream answers (a meta leader is elected).
-func Start(o Options) (*Cluster, error) {
+func Start(o Options) (*Cluster, error) { return start(o, freePorts) }
+
+// start is Start with the function that picks ports (tests hand it taken ones).
+func start(o Options, pick func(n int) ([]int, error)) (*Cluster, error) {
 	if o.Dir == "" {
 		return nil, errors.New("natscluster: dir is empty")
 	}
@@ -72,23 +81,19 @@ func Start(o Options) (*Cluster, error) {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 30 * time.Second
 	}
-	c := &Cluster{o: o, User: "caud", Password: secret(), sysPassword: secret(), routePass: secret(), nodes: make([]*server.Server, o.Nodes), procs: make([]*exec.Cmd, o.Nodes)}
-	ports, err := freePorts(2 * o.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	c.clientPorts, c.routePorts = ports[:o.Nodes], ports[o.Nodes:]
+	c := &Cluster{o: o, User: "caud", Password: secret(), sysPassword: secret(), routePass: secret(), nodes: make([]*server.Server, o.Nodes), procs: make([]*node, o.Nodes)}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("natscluster: %w", err)
 	}
-	for i := range o.Nodes {
-		if err := os.WriteFile(c.ConfigFile(i), []byte(c.config(i)), 0o600); err != nil {
-			return nil, fmt.Errorf("natscluster: %w", err)
+	// The ports are free when picked, but another process may bind one before the node does
+	// (other tests run at the same time): then the whole cluster starts over on new ports.
+	for attempt := 1; ; attempt++ {
+		err := c.startAll(pick)
+		if err == nil {
+			break
 		}
-	}
-	for i := range o.Nodes {
-		if err := c.Restart(i); err != nil {
-			c.Shutdown()
+		c.Shutdown()
+		if !errors.Is(err, errPortTaken) || attempt == maxStartAttempts {
 			return nil, err
 		}
 	}
@@ -99,6 +104,32 @@ func Start(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// maxStartAttempts bounds how often Start picks new ports after one was taken.
+const maxStartAttempts = 5
+
+// errPortTaken says a node could not bind a port picked for it.
+var errPortTaken = errors.New("port taken by another process")
+
+// startAll picks free ports, writes every node's configuration with them and starts the nodes.
+func (c *Cluster) startAll(pick func(n int) ([]int, error)) error {
+	ports, err := pick(2 * c.o.Nodes)
+	if err != nil {
+		return err
+	}
+	c.clientPorts, c.routePorts = ports[:c.o.Nodes], ports[c.o.Nodes:]
+	for i := range c.o.Nodes {
+		if err := os.WriteFile(c.ConfigFile(i), []byte(c.config(i)), 0o600); err != nil {
+			return fmt.Errorf("natscluster: %w", err)
+		}
+	}
+	for i := range c.o.Nodes {
+		if err := c.Restart(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // URLs are the client URLs of every node, running or not (ports stay fixed across restarts).
@@ -175,8 +206,8 @@ func (c *Cluster) stop(i int, sig syscall.Signal) {
 		s.WaitForShutdown()
 	}
 	if p != nil {
-		_ = p.Process.Signal(sig)
-		_ = p.Wait()
+		_ = p.cmd.Process.Signal(sig)
+		<-p.done
 	}
 }
 
@@ -203,19 +234,54 @@ func (c *Cluster) Restart(i int) error {
 	if err != nil {
 		return fmt.Errorf("natscluster: node %d config: %w", i+1, err)
 	}
-	opts.NoSigs, opts.NoLog = true, true
+	// The server's log is read only for a failure to bind: it is the one start-up failure that
+	// a new set of ports cures.
+	bind := &bindWatch{}
+	opts.NoSigs, opts.NoLog = true, false
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("natscluster: node %d: %w", i+1, err)
 	}
+	s.SetLoggerV2(bind, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return fmt.Errorf("natscluster: node %d not ready (port %d or %d taken?)", i+1, c.clientPorts[i], c.routePorts[i])
+	for deadline := time.Now().Add(10 * time.Second); !s.ReadyForConnections(50*time.Millisecond) || bind.failed() != ""; {
+		if msg := bind.failed(); msg != "" {
+			s.Shutdown()
+			return fmt.Errorf("natscluster: node %d: %w: %s", i+1, errPortTaken, msg)
+		}
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return fmt.Errorf("natscluster: node %d not ready on ports %d and %d", i+1, c.clientPorts[i], c.routePorts[i])
+		}
 	}
 	c.nodes[i] = s
 	return nil
 }
+
+// bindWatch is a nats-server logger that keeps only a failure to listen on a port.
+type bindWatch struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (b *bindWatch) failed() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.msg
+}
+
+func (b *bindWatch) Fatalf(format string, v ...any) {
+	if msg := fmt.Sprintf(format, v...); strings.Contains(msg, "listening") {
+		b.mu.Lock()
+		b.msg = msg
+		b.mu.Unlock()
+	}
+}
+func (b *bindWatch) Noticef(string, ...any) {}
+func (b *bindWatch) Warnf(string, ...any)   {}
+func (b *bindWatch) Errorf(string, ...any)  {}
+func (b *bindWatch) Debugf(string, ...any)  {}
+func (b *bindWatch) Tracef(string, ...any)  {}
 
 // startProcess runs node i as a nats-server process and waits until its client port answers.
 func (c *Cluster) startProcess(i int) error {
@@ -229,6 +295,8 @@ func (c *Cluster) startProcess(i int) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("natscluster: node %d: %w", i+1, err)
 	}
+	p := &node{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
 	addr := fmt.Sprintf("127.0.0.1:%d", c.clientPorts[i])
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -236,14 +304,23 @@ func (c *Cluster) startProcess(i int) error {
 			_ = conn.Close()
 			break
 		}
+		select {
+		case err := <-p.done:
+			// nats-server exits when it cannot listen; its log says so.
+			b, _ := os.ReadFile(logf.Name())
+			if strings.Contains(string(b), "address already in use") {
+				return fmt.Errorf("natscluster: node %d: %w (%v)", i+1, errPortTaken, err)
+			}
+			return fmt.Errorf("natscluster: node %d exited at start: %v (see %s)", i+1, err, logf.Name())
+		case <-time.After(50 * time.Millisecond):
+		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+			<-p.done
 			return fmt.Errorf("natscluster: node %d not listening on %s", i+1, addr)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	c.procs[i] = cmd
+	c.procs[i] = p
 	return nil
 }
 
@@ -292,7 +369,7 @@ func secret() string {
 }
 
 // freePorts asks the kernel for n free loopback ports. They are released before the servers bind
-// them, a window small enough on loopback.
+// them; Start starts over on new ones when another process took one in between.
 func freePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/ipn-cgsi/caud/channels/natsjs"
 	"github.com/ipn-cgsi/caud/channels/natsjs/natscluster"
@@ -110,4 +111,34 @@ func onConn(t testing.TB, nc *nats.Conn, topo natsjs.Topology) *Env {
 		t.Fatalf("topology through %s: %v", nc.ConnectedUrlRedacted(), err)
 	}
 	return &Env{Conn: nc, Handles: h}
+}
+
+// AwaitDuplicateWindow returns once stream s has forgotten every Nats-Msg-Id published to it before
+// the call (its duplicate window has passed for them): it publishes a canary with an id of its own
+// on subject (one of s's subjects), publishes it again until JetStream no longer calls it a
+// duplicate, and deletes both copies, so the stream holds what it held.
+func AwaitDuplicateWindow(t testing.TB, js jetstream.JetStream, s jetstream.Stream, subject string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id := "canary:" + nuid.Next()
+	first, err := js.Publish(ctx, subject, []byte("canary"), jetstream.WithMsgID(id))
+	if err != nil {
+		t.Fatalf("canary: %v", err)
+	}
+	for {
+		ack, err := js.Publish(ctx, subject, []byte("canary"), jetstream.WithMsgID(id))
+		if err != nil {
+			t.Fatalf("canary: %v", err)
+		}
+		if !ack.Duplicate {
+			for _, seq := range []uint64{first.Sequence, ack.Sequence} {
+				if err := s.DeleteMsg(ctx, seq); err != nil {
+					t.Fatalf("delete canary %d: %v", seq, err)
+				}
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval of the condition above
+	}
 }

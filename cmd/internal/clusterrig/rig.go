@@ -179,6 +179,7 @@ type DeskLoad struct {
 
 	mu       sync.Mutex
 	accepted map[string]string    // key → request id
+	waiting  map[string]time.Time // key → first attempt, until accepted (or given up)
 	at       map[string]time.Time // key → when it was accepted
 	// Failures counts failed attempts (5xx or no answer), each retried with the same key.
 	failures  int
@@ -192,7 +193,7 @@ type DeskLoad struct {
 // Start runs the load until ctx ends; Wait returns when every client has finished its last
 // request.
 func (d *DeskLoad) Start(ctx context.Context) (wait func()) {
-	d.accepted, d.at, d.statuses, d.started = map[string]string{}, map[string]time.Time{}, map[int]int{}, time.Now()
+	d.accepted, d.waiting, d.at, d.statuses, d.started = map[string]string{}, map[string]time.Time{}, map[string]time.Time{}, map[int]int{}, time.Now()
 	cl := &http.Client{Timeout: 15 * time.Second}
 	var wg sync.WaitGroup
 	for c := range d.Clients {
@@ -210,6 +211,14 @@ func (d *DeskLoad) submit(ctx context.Context, cl *http.Client, c int, key strin
 	body, _ := json.Marshal(map[string]string{"channel": "phone", "unit": "ESCOM", "role": "docente",
 		"description": "No puedo entrar a mi correo institucional (" + key + ")", "idempotency_key": key})
 	t0 := time.Now()
+	d.mu.Lock()
+	d.waiting[key] = t0
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.waiting, key)
+		d.mu.Unlock()
+	}()
 	for attempt := 0; ; attempt++ {
 		targets := d.Targets()
 		base := targets[(c+attempt)%len(targets)]
@@ -250,6 +259,19 @@ func (d *DeskLoad) Accepted() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.accepted)
+}
+
+// WaitingSince is how many requests first sent before t are not answered 201 or 200 yet.
+func (d *DeskLoad) WaitingSince(t time.Time) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, at := range d.waiting {
+		if at.Before(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // Result is what a DeskLoad measured.

@@ -70,11 +70,11 @@ func Start(o Options) (*Rig, error) {
 		return fail(err)
 	}
 	sink := natsjs.NewSink(h, natsjs.SinkOptions{})
-	fb, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{o.AppSecret}, Profiles: o.Profiles, Webhook: social.WebhookOptions{Sink: sink, Seen: h.Requests}})
+	fb, err := social.NewFacebook(social.FacebookOptions{AppSecrets: []string{o.AppSecret}, Profiles: o.Profiles, Webhook: social.WebhookOptions{Sink: sink, Seen: h.Requests, Inbound: h.Inbound}})
 	if err != nil {
 		return fail(err)
 	}
-	x, err := social.NewX(social.XOptions{ConsumerSecrets: []string{o.ConsumerSecret}, Webhook: social.WebhookOptions{Sink: sink, Seen: h.Requests}})
+	x, err := social.NewX(social.XOptions{ConsumerSecrets: []string{o.ConsumerSecret}, Webhook: social.WebhookOptions{Sink: sink, Seen: h.Requests, Inbound: h.Inbound}})
 	if err != nil {
 		return fail(err)
 	}
