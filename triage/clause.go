@@ -584,7 +584,8 @@ var offerPairs = [][2]string{{"somos", "una"}, {"precios", "especiales"}, {"prop
 	{"ofrecerles", "nuestros"}, {"empresa", "lider"}, {"somos", "distribuidores"}, {"somos", "proveedores"}}
 
 var offerWords = wordSet(`ofrecemos ofrecerles cotizacion distribuidora distribuidor promocion publicidad
-	marketing mayoreo`)
+	marketing mayoreo oferta ofertas ofertamos vendemos comercializamos distribuimos mayorista descuento
+	descuentos ahorro facturamos ventas precios`)
 
 func offerMarkers(ws []string) int {
 	n := 0

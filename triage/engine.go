@@ -936,6 +936,11 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	if s.bfTop >= 2.5 && itScore > 0 {
 		ratio *= faultRatio
 	}
+	// An unsolicited offer goes to the office that takes offers once that office leads the targets:
+	// what it sells (toner, software) is no request for it.
+	if s.offer >= 2 && bestOOS != nil && bestOOS.doc == e.offerDoc {
+		ratio = 1
+	}
 	if bestOOS != nil && oosScore >= ncScore && oosScore >= ratio*itScore {
 		d := e.docs[bestOOS.doc]
 		t := e.cat.f.OutOfScope[d.index]
