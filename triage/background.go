@@ -255,7 +255,7 @@ func (e *Engine) bgScore(s *scratch, in Input) {
 			if e.stop[w] || isDigits(w) || len(w) < 4 {
 				continue
 			}
-			st := stem(w)
+			st := e.stemOf(w)
 			if s.bgSeen[st] {
 				continue
 			}

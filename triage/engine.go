@@ -82,6 +82,8 @@ type Engine struct {
 	scratch   sync.Pool
 	cache     sync.Map // folded word → stem id (int32), see lookup
 	cached    atomic.Int64
+	stemMemo  sync.Map // folded word → its stem (string), see stemOf
+	stemmed   atomic.Int64
 	nb        *learned
 	cal       *calibration // nil: the uncalibrated confidence
 	offerDoc  int          // the orientation target for unsolicited offers (-1: none)
@@ -482,6 +484,20 @@ func (e *Engine) lookup(w string) int32 {
 		}
 	}
 	return id
+}
+
+// stemOf is stem, memoized per engine like lookup (Snowball dominates the cost of Decide).
+func (e *Engine) stemOf(w string) string {
+	if v, ok := e.stemMemo.Load(w); ok {
+		return v.(string)
+	}
+	st := stem(w)
+	if e.stemmed.Load() < maxCachedWords {
+		if _, loaded := e.stemMemo.LoadOrStore(w, st); !loaded {
+			e.stemmed.Add(1)
+		}
+	}
+	return st
 }
 
 func (e *Engine) lookupSlow(w string) int32 {

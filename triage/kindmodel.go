@@ -65,7 +65,7 @@ func trainKind(data []byte) *kindModel {
 		}
 		docs[c]++
 		seen := map[string]bool{}
-		for _, f := range kindFeatures(text, nil) {
+		for _, f := range kindFeatures(text, stem, nil) {
 			if !seen[f] {
 				seen[f] = true
 				counts[c][f]++
@@ -97,9 +97,9 @@ func trainKind(data []byte) *kindModel {
 	return m
 }
 
-// kindFeatures appends the features of a text: its word stems, including function words (a
+// kindFeatures appends the features of a text (stem is the stemmer: Engine.stemOf caches it): its word stems, including function words (a
 // negation or "ya" matters here), pairs of neighbouring stems, and a question mark.
-func kindFeatures(text string, out []string) []string {
+func kindFeatures(text string, stem func(string) string, out []string) []string {
 	prev := ""
 	for _, w := range words(fold.String(text)) {
 		st := stem(w)
@@ -119,8 +119,8 @@ func kindFeatures(text string, out []string) []string {
 }
 
 // score returns the log-odds that text reports a fault (positive) or makes a request (negative).
-func (m *kindModel) score(text string, buf []string) (float64, []string) {
-	buf = kindFeatures(text, buf[:0])
+func (m *kindModel) score(text string, stem func(string) string, buf []string) (float64, []string) {
+	buf = kindFeatures(text, stem, buf[:0])
 	sum, n := 0.0, 0
 	for _, f := range buf {
 		if o, ok := m.odds[f]; ok {
@@ -154,7 +154,7 @@ func (e *Engine) learnedVerdict(s *scratch) float64 {
 			continue
 		}
 		var l float64
-		l, s.kindBuf = m.score(c.text, s.kindBuf)
+		l, s.kindBuf = m.score(c.text, e.stemOf, s.kindBuf)
 		total += w * math.Tanh(l/kindScale)
 	}
 	return total

@@ -58,7 +58,7 @@ func FuzzTrainKind(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := trainKind(data)
 		for _, text := range []string{"no jala", "", "¿?"} {
-			if l, _ := m.score(text, nil); l != l {
+			if l, _ := m.score(text, stem, nil); l != l {
 				t.Fatalf("NaN score for %q", text)
 			}
 		}
