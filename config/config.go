@@ -220,6 +220,18 @@ type TriageConfig struct {
 	AckWait    time.Duration `mapstructure:"ack_wait"`    // default 30s
 	Workers    int           `mapstructure:"workers"`     // default 4 (concurrent fetch loops; keeps JetStream busy while one batch is decided)
 	Batch      int           `mapstructure:"batch"`       // default 256
+	// Learn is the automatic, compared retraining from the agents' corrections (triage.learn.*).
+	Learn LearnConfig `mapstructure:"learn"`
+}
+
+// LearnConfig configures the automatic retraining of the triage model (triage.learn.*): enabled
+// default true (it never runs while triage.model names a file, which then stays in force); every
+// interval (default 10m) a process with the triage role retrains when min_new (default 10) new
+// corrections have arrived, and promotes the candidate only if it beats the model in force.
+type LearnConfig struct {
+	Enabled  bool          `mapstructure:"enabled"`
+	Interval time.Duration `mapstructure:"interval"`
+	MinNew   int           `mapstructure:"min_new"`
 }
 
 // QueuesConfig bounds agent leases (queues.*): lease default 15m, max_lease default 8h (>= lease).

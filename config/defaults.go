@@ -55,7 +55,8 @@ func defaults() Config {
 			Facebook: FacebookConfig{APIBase: "https://graph.facebook.com/v21.0"},
 			X:        XConfig{APIBase: "https://api.x.com/2"},
 		},
-		Triage: TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256},
+		Triage: TriageConfig{MaxDeliver: 5, AckWait: 30 * time.Second, Workers: 4, Batch: 256,
+			Learn: LearnConfig{Enabled: true, Interval: 10 * time.Minute, MinNew: 10}},
 		Queues: QueuesConfig{Lease: 15 * time.Minute, MaxLease: 8 * time.Hour},
 		Notify: NotifyConfig{
 			MaxAge: 72 * time.Hour, MaxPerSenderPerDay: 5,

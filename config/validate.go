@@ -246,6 +246,10 @@ func (c *Config) validateTriageQueues(v *checker) {
 	v.atLeast("triage.ack_wait", c.Triage.AckWait, time.Second)
 	v.positive("triage.workers", int64(c.Triage.Workers))
 	v.positive("triage.batch", int64(c.Triage.Batch))
+	if c.Triage.Learn.Enabled {
+		v.atLeast("triage.learn.interval", c.Triage.Learn.Interval, time.Second)
+		v.positive("triage.learn.min_new", int64(c.Triage.Learn.MinNew))
+	}
 	v.atLeast("queues.lease", c.Queues.Lease, time.Second)
 	if c.Console.Enabled {
 		v.atLeast("console.session_ttl", c.Console.SessionTTL, time.Minute)

@@ -2,7 +2,6 @@ package triage
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -83,16 +82,8 @@ func benchNewEngine(b *testing.B, c *Catalog) {
 
 // engineHeapMiB is the live heap that one engine for c keeps (after training garbage is collected).
 func engineHeapMiB(c *Catalog) float64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	keep := []*Engine{NewEngine(c)}
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(keep)
-	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (1 << 20)
+	_, r := Bench(c, nil, nil, 0)
+	return r.HeapMiB
 }
 
 // syntheticCatalogExamples is syntheticCatalog with n services of k examples each, written from a

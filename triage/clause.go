@@ -447,6 +447,107 @@ func classify(ci *clauseInfo, ws []string) {
 	}
 }
 
+// Place phrases. In "la fotocopiadora de la biblioteca no saca copias" or "en recursos humanos no
+// hay internet" the office is only where the thing that fails is; what is wrong is with the thing.
+// A word naming an orientation target's office (the catalog's office text) inside a place phrase
+// counts placeWeight for the targets (never less for a CGSI service, and never a word of the matter:
+// in "no me llegó el recibo de sueldo" the sueldo is what is asked about). A place phrase is opened
+// by "en", or by "de"/"del" after a noun of a clause that states a malfunction; it runs up to
+// placeSpan words and ends at a negation, "que" or another turn of the clause.
+const (
+	placeWeight = 0.35
+	placeSpan   = 3
+	// placeFault is the malfunction strength of a clause from which its "de" phrases are places.
+	placeFault = 2.0
+)
+
+var (
+	placeArticles = wordSet(`el la los las lo un una unos unas mi mis su sus tu tus nuestro nuestra nuestros nuestras
+		este esta estos estas ese esa esos esas aquel aquella`)
+	placeEnds = wordSet(`no ni que pero porque y o cuando donde si sin para por con desde ya nunca tampoco`)
+)
+
+// placeMask marks (true) the words of ws that are inside a place phrase; fault says whether the
+// clause states a malfunction. It returns nil when there is none.
+func placeMask(ws []string, fault bool, stop map[string]bool) []bool {
+	var mask []bool
+	content := false
+	for i := 0; i < len(ws); i++ {
+		w := ws[i]
+		if w == "en" || fault && content && (w == "de" || w == "del") {
+			j := i + 1
+			for j < len(ws) && placeArticles.has(ws[j]) {
+				j++
+			}
+			n := 0
+			for ; j < len(ws) && n < placeSpan && !placeEnds.has(ws[j]); j++ {
+				if ws[j] == "de" || ws[j] == "del" {
+					continue // "de la biblioteca de la escuela"
+				}
+				if placeArticles.has(ws[j]) {
+					if n > 0 && ws[j-1] != "de" && ws[j-1] != "del" {
+						break // "en la biblioteca | la red está lenta": the subject begins
+					}
+					continue
+				}
+				if mask == nil {
+					mask = make([]bool, len(ws))
+				}
+				mask[j] = true
+				n++
+			}
+			i = j - 1
+			continue
+		}
+		if !stop[w] {
+			content = true
+		}
+	}
+	return mask
+}
+
+// splitJoined undoes a negation written together with its verb, as in a hurried chat message
+// ("noabre", "nomedeja", "nopuedo entrar"): "no", the clitic if any, and the verb become separate
+// words when what follows "no" is a verb of working or of being able. ws is returned unchanged when
+// there is nothing to split.
+func splitJoined(ws []string) []string {
+	var out []string
+	for i, w := range ws {
+		parts := joinedParts(w)
+		if parts == nil {
+			if out != nil {
+				out = append(out, w)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]string, 0, len(ws)+3), ws[:i]...)
+		}
+		out = append(out, parts...)
+	}
+	if out == nil {
+		return ws
+	}
+	return out
+}
+
+func joinedParts(w string) []string {
+	rest, ok := strings.CutPrefix(w, "no")
+	if !ok || len(rest) < 3 {
+		return nil
+	}
+	verb := func(v string) bool { return len(v) >= 3 && (workVerbs.has(v) || ableVerbs.has(v)) }
+	if verb(rest) {
+		return []string{"no", rest}
+	}
+	for _, c := range []string{"me", "se", "le", "lo", "la", "te", "nos"} {
+		if v, ok := strings.CutPrefix(rest, c); ok && verb(v) {
+			return []string{"no", c, v}
+		}
+	}
+	return nil
+}
+
 // before reports whether one of the n words before ws[i] satisfies f.
 func before(ws []string, i, n int, f func(string) bool) bool {
 	for j := max(0, i-n); j < i; j++ {
@@ -483,7 +584,8 @@ var offerPairs = [][2]string{{"somos", "una"}, {"precios", "especiales"}, {"prop
 	{"ofrecerles", "nuestros"}, {"empresa", "lider"}, {"somos", "distribuidores"}, {"somos", "proveedores"}}
 
 var offerWords = wordSet(`ofrecemos ofrecerles cotizacion distribuidora distribuidor promocion publicidad
-	marketing mayoreo`)
+	marketing mayoreo oferta ofertas ofertamos vendemos comercializamos distribuimos mayorista descuento
+	descuentos ahorro facturamos ventas precios`)
 
 func offerMarkers(ws []string) int {
 	n := 0

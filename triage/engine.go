@@ -89,6 +89,24 @@ type Engine struct {
 	model     *Model
 	version   string
 	bg        map[string][]bgPost // background evidence of words the catalog does not know
+	kindm     *kindModel          // learned reading of falla vs servicio (kindmodel.go)
+	// offices are the stems that name an orientation target's office or the target itself
+	// ("biblioteca", "capital humano"): in a place phrase they count placeWeight for targets.
+	offices map[int32]bool
+	// scale multiplies the evidence thresholds (evidenceScale).
+	scale float64
+}
+
+// evidenceScale is the factor by which a terse catalog's evidence thresholds are lowered. The
+// thresholds are in score units, and a candidate described by a few keywords and phrases
+// collects far less score from a request than one with hundreds of examples: the same min_score
+// would send most requests of a terse catalog to aclaracion. With texts training texts over docs
+// candidates, the factor is sqrt(texts per candidate / denseCatalog), between minScale and 1.
+func evidenceScale(texts, docs int) float64 {
+	if docs == 0 {
+		return 1
+	}
+	return min(1, max(minScale, math.Sqrt(float64(texts)/float64(docs)/denseCatalog)))
 }
 
 // NewEngine compiles a catalog into an engine and trains its learned component from the catalog's
@@ -188,12 +206,22 @@ func NewEngineWithModel(c *Catalog, m *Model) *Engine {
 		add(t.Text, termGap, posting{doc: -1, role: roleServicio, weight: t.Weight, text: t.Text})
 	}
 
+	e.offices = map[int32]bool{}
+	for _, t := range c.f.OutOfScope {
+		for _, st := range e.analyze(t.Office + " " + strings.ReplaceAll(t.Target, "_", " ")) {
+			if len(st) > 2 {
+				e.offices[e.intern(st)] = true
+			}
+		}
+	}
 	texts := e.trainingTexts(c, m)
 	e.nb = e.train(texts)
 	e.bg = e.buildBackground(backgroundAssociations())
+	e.kindm = learnedKind()
 	e.offerDoc = offerTarget(e.docs, texts)
 	defer func() { e.cal = e.calibrate(texts) }() // after the matcher is complete
 	e.verifyDoc = verifyTarget(e.docs, texts)
+	e.scale = evidenceScale(len(texts), len(e.docs))
 
 	// BM25-style idf over candidates, normalized so that a term unique to one candidate weighs 1.
 	n := float64(len(e.docs))
@@ -263,6 +291,7 @@ func (e *Engine) Catalog() *Catalog { return e.cat }
 
 // scratch holds per-call buffers, pooled to keep Decide light on allocation.
 type scratch struct {
+	kindBuf     []string        // features of one clause for the learned kind reading
 	bgSeen      map[string]bool // background: stems already counted
 	bgSum       []float64       // background evidence by candidate
 	bgTop       []hit           // strongest background word by candidate
@@ -275,13 +304,25 @@ type scratch struct {
 	words       []string
 	nbtf        map[uint64]float64
 	nbKeys      []uint64
-	bfalla      float64 // built-in Spanish reading: malfunction statements, weighted by clause
-	bfTop       float64 // the strongest single clause's malfunction statement
-	bserv       float64 // built-in: requests, questions, verifications
-	bfCue       int     // clause that stated the strongest fault (-1 none)
-	bsCue       int     // clause that made the strongest request (-1 none)
-	status      bool    // a main clause asks for the status of an earlier request
-	offer       int     // markers of an unsolicited commercial offer
+	toks        []string  // folded word of each entry of ids ("" for separators)
+	place       []float32 // weight of each entry of ids for an orientation target (placeMask)
+	tfT         map[int32]float64
+	nbtfT       map[uint64]float64
+	ngtfT       map[string]float64
+	ngtf        map[string]float64
+	ngWords     []string         // words in order of first occurrence, for the n-gram evidence
+	ngKnown     []bool           // whether the word model knows each of ngWords
+	ngAt        []int16          // clause of the first occurrence of each of ngWords
+	nbAt        []termClause     // clause of the strongest occurrence of each of nbKeys
+	nbIdx       map[uint64]int32 // index in nbKeys
+	attr        []attribution    // learned evidence by candidate and clause
+	bfalla      float64          // built-in Spanish reading: malfunction statements, weighted by clause
+	bfTop       float64          // the strongest single clause's malfunction statement
+	bserv       float64          // built-in: requests, questions, verifications
+	bfCue       int              // clause that stated the strongest fault (-1 none)
+	bsCue       int              // clause that made the strongest request (-1 none)
+	status      bool             // a main clause asks for the status of an earlier request
+	offer       int              // markers of an unsolicited commercial offer
 	tf          map[int32]float64
 	keys        []int32
 	scores      []float64
@@ -309,7 +350,7 @@ type hit struct {
 // clauses are separated by zoneSep, so no term spans two of them. It returns the number of content
 // words of the subject and the requester's own text.
 func (e *Engine) tokens(s *scratch, in Input) int {
-	s.ids, s.zone, s.cl = s.ids[:0], s.zone[:0], s.cl[:0]
+	s.ids, s.zone, s.cl, s.toks, s.place = s.ids[:0], s.zone[:0], s.cl[:0], s.toks[:0], s.place[:0]
 	s.clauses = s.clauses[:0]
 	body := in.Text
 	if len(body) > 4*maxTextRunes {
@@ -324,7 +365,7 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		s.parts = splitClauses(text, s.parts[:0])
 		for _, p := range s.parts {
 			ci := clauseInfo{text: p, subject: subject}
-			s.words = words(fold.String(p))
+			s.words = splitJoined(words(fold.String(p)))
 			classify(&ci, s.words)
 			ci.report = isReport(s.words)
 			if isQuoted {
@@ -356,18 +397,28 @@ func (e *Engine) tokens(s *scratch, in Input) int {
 		if k >= attachedFrom {
 			zone *= attached
 		}
-		for _, w := range s.clauseWords[k] {
+		mask := placeMask(s.clauseWords[k], c.falla >= placeFault, e.stop)
+		for j, w := range s.clauseWords[k] {
 			if e.stop[w] {
 				continue
 			}
 			if c.role != roleQuoted {
 				content++
 			}
-			s.ids = append(s.ids, e.lookup(w))
+			id := e.lookup(w)
+			pw := float32(1)
+			if mask != nil && mask[j] && id >= 0 && e.offices[id] {
+				pw = placeWeight
+			}
+			s.ids = append(s.ids, id)
+			s.toks = append(s.toks, w)
+			s.place = append(s.place, pw)
 			s.zone = append(s.zone, zone)
 			s.cl = append(s.cl, int16(min(k, 1<<14)))
 		}
 		s.ids = append(s.ids, zoneSep) // clauses never join into one term
+		s.toks = append(s.toks, "")
+		s.place = append(s.place, 1)
 		s.zone = append(s.zone, zone)
 		s.cl = append(s.cl, int16(min(k, 1<<14)))
 	}
@@ -397,6 +448,24 @@ func (e *Engine) ownWords(s *scratch, n int) int {
 	return words
 }
 
+// gluedPrefixes are short function words written together with the next word in a hurry
+// ("micorreo", "elinternet", "lacontraseña").
+var gluedPrefixes = []string{"mis", "mi", "tus", "tu", "sus", "su", "los", "las", "el", "la", "al", "del", "de", "en", "un", "una", "no", "me", "se", "le", "lo"}
+
+// unglue splits an unknown word w into a glued function word and a catalog word, returning the
+// catalog word's stem id, or -1. The rest must be a catalog stem exactly (no typo
+// tolerance: "sucursal" is not "su" + a misspelt "cursal").
+func (e *Engine) unglue(w string) int32 {
+	for _, p := range gluedPrefixes {
+		if rest, ok := strings.CutPrefix(w, p); ok && len(rest) >= 4 && !e.stop[rest] {
+			if id, ok := e.vocab[stem(rest)]; ok {
+				return id
+			}
+		}
+	}
+	return -1
+}
+
 // maxCachedWords bounds the memory of the word cache of an engine (about 100 bytes a word).
 const maxCachedWords = 100000
 
@@ -416,6 +485,13 @@ func (e *Engine) lookup(w string) int32 {
 }
 
 func (e *Engine) lookupSlow(w string) int32 {
+	if id := e.lookupWord(w); id >= 0 {
+		return id
+	}
+	return e.unglue(w)
+}
+
+func (e *Engine) lookupWord(w string) int32 {
 	if !e.mayMatch(w) {
 		return -1
 	}
@@ -507,9 +583,11 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 	// Match terms and accumulate term frequencies weighted by zone (clause and subject).
 	if s.tf == nil {
 		s.tf = map[int32]float64{}
+		s.tfT = map[int32]float64{}
 		s.tcl = map[int32]termClause{}
 	}
 	clear(s.tf)
+	clear(s.tfT)
 	clear(s.tcl)
 	for i, id := range s.ids {
 		if id < 0 {
@@ -523,6 +601,7 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 					s.tcl[ti] = termClause{cl: s.cl[i], z: z}
 				}
 				s.tf[ti] += float64(z)
+				s.tfT[ti] += float64(z * s.place[i])
 			}
 		}
 	}
@@ -553,7 +632,13 @@ func (e *Engine) decideWith(in Input, nb *learned) (Triage, *[3]float64) {
 		t := &e.terms[ti]
 		cl := s.tcl[ti].cl
 		sat := tf * (k1 + 1) / (tf + k1)
+		tfT := s.tfT[ti]
+		satT := placeShare(sat, tf, tfT)
 		for _, p := range t.postings {
+			tf, sat := tf, sat
+			if p.doc >= 0 && e.docs[p.doc].kind == docTarget {
+				tf, sat = tfT, satT // a place named is not what is asked
+			}
 			switch p.role {
 			case roleKeyword, rolePhraseToken:
 				c := p.weight * t.idf * sat
@@ -747,6 +832,13 @@ func verifyTarget(docs []doc, texts []trainText) int {
 	return best
 }
 
+// Evidence scale: from denseCatalog training texts per candidate, a catalog's thresholds apply as
+// written; a terser catalog's are lowered, at most to minScale of them.
+const (
+	denseCatalog = 30
+	minScale     = 0.45
+)
+
 // vagueDiscount multiplies every score of a text whose requester says they cannot tell what fails.
 const vagueDiscount = 0.5
 
@@ -820,7 +912,7 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	// Length-aware evidence: a few words that clearly name one service decide; in a long text one
 	// weak term is not enough.
 	lf := 0.75 + 0.25*math.Min(1, float64(content)/10)
-	minScore, ncScore := th.MinScore*lf, th.NoCompetenteScore*lf
+	minScore, ncScore := th.MinScore*lf*e.scale, th.NoCompetenteScore*lf*e.scale
 	best, second := max(itScore, oosScore), 0.0
 	if len(cands) > 1 {
 		second = cands[1].score
@@ -844,6 +936,11 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 	if s.bfTop >= 2.5 && itScore > 0 {
 		ratio *= faultRatio
 	}
+	// An unsolicited offer goes to the office that takes offers once that office leads the targets:
+	// what it sells (toner, software) is no request for it.
+	if s.offer >= 2 && bestOOS != nil && bestOOS.doc == e.offerDoc {
+		ratio = 1
+	}
 	if bestOOS != nil && oosScore >= ncScore && oosScore >= ratio*itScore {
 		d := e.docs[bestOOS.doc]
 		t := e.cat.f.OutOfScope[d.index]
@@ -854,6 +951,9 @@ func (e *Engine) decide(s *scratch, content int) Triage {
 		expl := e.explainDoc(s, bestOOS.doc) + " → " + t.Target
 		if bestIT != nil {
 			expl += fmt.Sprintf("; supera a %s (%.1f contra %.1f)", e.docs[bestIT.doc].short(), oosScore, itScore)
+		}
+		if cl := e.decidingClause(s, bestOOS.doc); cl != "" {
+			expl += "; decide la frase «" + cl + "»"
 		}
 		out.Explanation = expl
 		out.Others = e.others(cands, bestOOS.doc)
@@ -943,6 +1043,11 @@ func (e *Engine) decidingClause(s *scratch, di int) string {
 			per[h.clause] += h.weight
 		}
 	}
+	for _, a := range s.attr {
+		if int(a.doc) == di && a.cl >= 0 {
+			per[a.cl] += a.w
+		}
+	}
 	best, bw := int16(-1), 0.0
 	for k, w := range per {
 		if w > bw || w == bw && k < best {
@@ -999,6 +1104,12 @@ func (e *Engine) kind(s *scratch, d doc) (string, string) {
 	}
 	falla := s.bfalla + catalogCueWeight*s.falla
 	serv := s.bserv + catalogCueWeight*s.serv
+	learned := kindLearnedWt * e.learnedVerdict(s)
+	if learned > 0 {
+		falla += learned
+	} else {
+		serv -= learned
+	}
 	if d.kind == docInformativo {
 		// An informativo matter is a question by nature; only a clear fault report makes it a falla.
 		falla /= 2
@@ -1024,6 +1135,9 @@ func (e *Engine) kind(s *scratch, d doc) (string, string) {
 			if len(parts) == 3 {
 				break
 			}
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "lectura del texto completo")
 		}
 		return strings.Join(parts, ", ")
 	}

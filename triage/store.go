@@ -25,11 +25,14 @@ const settleDelay = 100 * time.Millisecond
 // Store holds the current Engine and replaces it when the catalog file changes. Engine is safe to
 // call from any goroutine at any time; Reload and Watch may run concurrently with it.
 type Store struct {
-	path    string
-	model   string // learned model file (cauctl triage learn); "" none
-	log     *slog.Logger
-	onErr   func(error)
-	engine  atomic.Pointer[Engine]
+	path   string
+	model  string // learned model file (cauctl triage learn); "" none
+	log    *slog.Logger
+	onErr  func(error)
+	engine atomic.Pointer[Engine]
+	// pushed is the model handed in by SetModel (the automatic retraining), used when no model
+	// file is configured.
+	pushed  atomic.Pointer[Model]
 	mu      sync.Mutex // serializes reloads
 	lastSum [sha256.Size]byte
 }
@@ -74,7 +77,7 @@ func (s *Store) load() (*Engine, [sha256.Size]byte, error) {
 			return nil, [sha256.Size]byte{}, err
 		}
 	}
-	var m *Model
+	m := s.pushed.Load()
 	if s.model != "" {
 		data, err := os.ReadFile(s.model)
 		if err != nil {
@@ -90,6 +93,27 @@ func (s *Store) load() (*Engine, [sha256.Size]byte, error) {
 	h.Sum(sum[:0])
 	return NewEngineWithModel(c, m), sum, nil
 }
+
+// SetModel trains the current catalog with model m (nil: none) and swaps the engine in, as a
+// reload does; later catalog reloads keep m. It is how the automatic retraining (package learner)
+// promotes a model on every replica. With a model file configured (triage.model) the file wins:
+// SetModel then returns an error and changes nothing.
+func (s *Store) SetModel(m *Model) error {
+	if s.model != "" {
+		return fmt.Errorf("set model: the model file %s is configured and stays in force", s.model)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pushed.Store(m)
+	old := s.engine.Load()
+	e := NewEngineWithModel(old.Catalog(), m)
+	s.engine.Store(e)
+	s.log.Info("triage model set", "version", e.Version(), "previous", old.Version())
+	return nil
+}
+
+// Model returns the learned model the engine was trained with (nil: none).
+func (e *Engine) Model() *Model { return e.model }
 
 // Version is the catalog version plus, with a learned model, "+m.<model version>": the
 // catalog_version of every decision.

@@ -366,6 +366,13 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	})
 }
 
+// EnsureObjectStore is EnsureStream for an object store bucket.
+func EnsureObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig, t Topology) (jetstream.ObjectStore, error) {
+	return retried(ctx, t, "object store "+cfg.Bucket, func(actx context.Context) (jetstream.ObjectStore, error) {
+		return ensureObjectStore(actx, js, cfg)
+	})
+}
+
 // EnsureConsumer creates or updates a durable consumer on s, retrying a failed attempt (a
 // consumer leader not elected yet, no quorum, a timeout) with backoff until ctx ends, so that
 // replicas starting together on a cluster all come up. t supplies the retry settings.

@@ -94,6 +94,7 @@ func commands() []command {
 		{"submit", "--channel phone|in_person --description TEXTO|- [...]", "registrar una solicitud por teléfono o presencial", (*app).cmdSubmit},
 		{"memo", "ARCHIVO [--email CORREO] [--unit UNIDAD]", "registrar un oficio escaneado (PDF o imagen; OCR en el servidor)", (*app).cmdMemo},
 		{"triage corrections", "[--out ARCHIVO]", "exportar las correcciones de los agentes como ejemplos etiquetados (JSONL)", (*app).cmdTriageCorrections},
+		{"triage model", "[--retrain]", "modelo aprendido en uso y último reentrenamiento automático (comparado; por qué se rechazó)", (*app).cmdTriageModel},
 		{"dlq list", "", "mensajes que no se pudieron procesar, con el motivo", (*app).cmdDLQ},
 		{"dlq replay", "SEC", "reprocesar un mensaje fallido una vez corregida la causa", (*app).cmdDLQReplay},
 	}, append(offlineCommands(), usersCommands()...)...)

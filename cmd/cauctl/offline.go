@@ -21,6 +21,7 @@ func offlineCommands() []command {
 		{"triage explain", "[--catalog ARCHIVO] [--subject ASUNTO] TEXTO…", "explicar la decisión de triaje para un texto (sin servidor)", (*app).cmdTriageExplain},
 		{"mail check", "DIR [--expect manifest.jsonl] [--misses]", "leer una carpeta de correos .eml como lo haría el buzón e informar (sin servidor)", (*app).cmdMailCheck},
 		{"triage eval", "ARCHIVO.jsonl [--catalog ARCHIVO] [--model MODELO]", "medir el triaje contra ejemplos etiquetados (sin servidor)", (*app).cmdTriageEval},
+		{"triage bench", "ARCHIVO.jsonl… [--catalog ARCHIVO] [--model MODELO] [--rounds N]", "medir el motor: entrenamiento, memoria y latencia de Decide (p50, p99) sobre ejemplos (sin servidor)", (*app).cmdTriageBench},
 		{"triage learn", "CORRECCIONES.jsonl [--catalog ARCHIVO] [--model ACTUAL] [--guard EJEMPLOS.jsonl] --out MODELO", "aprender de las correcciones de los agentes; se promueve sólo si mejora (sin servidor)", (*app).cmdTriageLearn},
 	}
 }

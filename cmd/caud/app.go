@@ -31,6 +31,7 @@ import (
 	"github.com/ipn-cgsi/caud/triage"
 	"github.com/ipn-cgsi/caud/triage/archive"
 	"github.com/ipn-cgsi/caud/triage/audit"
+	"github.com/ipn-cgsi/caud/triage/learner"
 	"github.com/ipn-cgsi/caud/triage/notify"
 	"github.com/ipn-cgsi/caud/triage/queue"
 	"github.com/ipn-cgsi/caud/triage/search"
@@ -58,6 +59,7 @@ type App struct {
 	archive  *archive.Archive
 	desk     *desk.Desk
 	worker   *worker.Worker
+	learner  *learner.Learner
 
 	// guard restarts the embedded server's JetStream after a full disk; nil with an external one.
 	guard *natsjs.StoreGuard
@@ -221,6 +223,10 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.setWaiting("starting the roles")
 	auth := a.auth()
+	a.setWaiting("loading the triage model in force")
+	if err := a.startLearner(ctx, runCtx, a.mux, auth); err != nil {
+		return err
+	}
 	if cfg.HasRole(config.RoleIntake) {
 		if err := a.startIntake(runCtx, a.mux, auth); err != nil {
 			return err
