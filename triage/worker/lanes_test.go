@@ -40,6 +40,7 @@ func TestRequestInBothLanesIsTriagedOnce(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	drained(t, env, 2*n)
 	waitTriaged(t, env, reqs)
 	before := outcomes(t, regs)
 
@@ -47,9 +48,19 @@ func TestRequestInBothLanesIsTriagedOnce(t *testing.T) {
 	for _, r := range reqs {
 		publishCopy(t, env, natsjs.SubjectSparePrefix, "desk:c:"+r.ID, r)
 	}
-	waitFor(t, "the later copies to be handled", func() bool {
+	drained(t, env, 3*n)
+	waitTriaged(t, env, reqs)
+	if after := outcomes(t, regs); after != before {
+		t.Fatalf("later spare copies of triaged requests were triaged again: outcomes %v → %v", before, after)
+	}
+}
+
+// drained waits until CAU_INBOUND holds msgs messages and the triage consumer has handled all.
+func drained(t *testing.T, env *natstest.Env, msgs uint64) {
+	t.Helper()
+	waitFor(t, "every copy handled", func() bool {
 		info, err := env.Inbound.Info(context.Background())
-		if err != nil || info.State.Msgs != 3*n {
+		if err != nil || info.State.Msgs != msgs {
 			return false
 		}
 		c, err := env.Inbound.Consumer(context.Background(), natsjs.ConsumerTriage)
@@ -59,10 +70,6 @@ func TestRequestInBothLanesIsTriagedOnce(t *testing.T) {
 		ci, err := c.Info(context.Background())
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
 	})
-	waitTriaged(t, env, reqs)
-	if after := outcomes(t, regs); after != before {
-		t.Fatalf("later spare copies of triaged requests were triaged again: outcomes %v → %v", before, after)
-	}
 }
 
 // publishCopy puts r on subject prefix+"desk" with its own Nats-Msg-Id.
