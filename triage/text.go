@@ -265,7 +265,9 @@ func dropMentions(s string) string {
 			for j < len(s) && (s[j] == '_' || s[j] < utf8.RuneSelf && isWordRune(rune(s[j]))) {
 				j++
 			}
-			if j > i+1 {
+			// "@ipn.mx", "@alumno.ipn.mx": the domain of an address, not a handle.
+			domain := j+1 < len(s) && s[j] == '.' && isWordRune(rune(s[j+1]))
+			if j > i+1 && !domain {
 				b.WriteByte(' ')
 				i = j - 1
 				continue
