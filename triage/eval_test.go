@@ -57,6 +57,8 @@ func TestEvaluate(t *testing.T) {
 		{"testdata/untuned/other_country_chat.jsonl", nil, 0.93, 0.93, 0.93, 0.02},
 		{"testdata/untuned/campus.jsonl", campus, 0.95, 0.95, 0.90, 0.02},
 		{"testdata/untuned/place_mentions.jsonl", nil, 0.80, 0.75, 0.85, 0.15},
+		{"testdata/untuned/h10d_own.jsonl", nil, 0.95, 0.93, 0.92, 0.02},
+		{"testdata/untuned/h10d_own2.jsonl", nil, 0.95, 0.95, 0.93, 0.02},
 		// The tuned halves of the outsiders' sets (outside/README.md).
 		{"testdata/outside/ipn_mixed.jsonl", nil, 0.92, 0.92, 0.86, 0.02},
 		{"testdata/outside/ipn_short.jsonl", nil, 0.95, 0.95, 0.88, 0.02},
