@@ -1,6 +1,7 @@
 package triage
 
 import (
+	"regexp"
 	"strings"
 )
 
@@ -293,6 +294,7 @@ func classify(ci *clauseInfo, ws []string) {
 		}
 	}
 	ask := false
+	properNew := namesPlace(ci.text)
 	for i, w := range ws {
 		next := ""
 		if i+1 < len(ws) {
@@ -354,7 +356,7 @@ func classify(ci *clauseInfo, ws []string) {
 		if askVerbs.has(w) {
 			ask = true
 		}
-		if v := newWords.get(w); v > 0 {
+		if v := newWords.get(w); v > 0 && !(strings.HasPrefix(w, "nuev") && properNew) {
 			// "no ha cambiado", "ya lo reinstalé": a denial or a step already tried, not an ask.
 			if before(ws, i, 2, negators.has) || before(ws, i, 5, func(x string) bool { return x == "ya" || x == "habian" || x == "habia" }) {
 				continue
@@ -561,20 +563,38 @@ func before(ws []string, i, n int, f func(string) bool) bool {
 // isMeta reports whether a clause is about the contact rather than the matter: an agent's note
 // that the call dropped, or that the caller gave no data.
 func isMeta(ws []string) bool {
-	call, cut := false, false
+	call, cut, fault := false, false, false
 	for i, w := range ws {
 		switch w {
 		case "llamada", "comunicacion", "linea":
 			call = true
-		case "corto", "colgo", "termino", "cayo", "interrumpio":
+		case "corto", "colgo", "termino", "cayo", "interrumpio", "cae", "corta":
 			cut = true
 		case "dar", "dio", "proporciono", "proporcionar", "indico", "quiso":
 			if i > 0 && (ws[i-1] == "no" || ws[i-1] == "sin" || i > 1 && ws[i-2] == "antes") {
 				return true
 			}
+		default:
+			// "la imagen se congela y se cae la llamada": a fault of a call service, not a remark
+			// about the agent's call.
+			fault = fault || faultWords.get(w) > 0
 		}
 	}
-	return call && cut
+	return call && cut && !fault
+}
+
+// properNewRe finds "nuevo"/"nueva" inside a proper name ("Villa Nueva", "Nuevo León"), written
+// in mixed case; all-caps text tells nothing.
+var properNewRe = regexp.MustCompile(`\p{Lu}\p{Ll}+\s+Nuev[oa]s?\b|\bNuev[oa]s?\s+\p{Lu}\p{Ll}+`)
+
+// namesPlace reports whether every "nuevo"/"nueva" of a clause is part of a proper name: then
+// none of them asks for something new.
+func namesPlace(text string) bool {
+	if !properNewRe.MatchString(text) {
+		return false
+	}
+	rest := properNewRe.ReplaceAllString(text, "")
+	return !strings.Contains(strings.ToLower(rest), "nuev")
 }
 
 // offerPairs mark a vendor's offer.

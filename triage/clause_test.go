@@ -80,3 +80,22 @@ func TestExplanationNamesTheClause(t *testing.T) {
 		t.Errorf("%s: %s", d.Area, d.Explanation)
 	}
 }
+
+// "se cae la llamada" is a remark about the agent's call only when nothing else in the clause is a
+// fault; a proper name with "Nueva" asks for nothing new.
+func TestCallFaultsAndPlaceNames(t *testing.T) {
+	e := NewEngine(DefaultCatalog())
+	cases := []struct{ text, kind string }{
+		{"En la videoconferencia con la dirección la imagen se congela y se cae la llamada a cada rato.", KindFalla},
+		{"Reporta la Lic. Ruiz, de la unidad Villa Nueva, que desde ayer no le abre el correo institucional.", KindFalla},
+		{"Solicito una cuenta nueva de correo institucional para la secretaria de la unidad Villa Nueva.", KindServicio},
+	}
+	for _, c := range cases {
+		if got := e.Decide(Input{Text: c.text}); got.Kind != c.kind {
+			t.Errorf("%q: %s %s, want %s (%s)", c.text, got.Outcome, got.Kind, c.kind, got.Explanation)
+		}
+	}
+	if !namesPlace("Llama el administrador del HGR de Villa Nueva") || namesPlace("Necesito una cuenta nueva, soy de Villa Nueva") || namesPlace("SOLICITO CUENTA NUEVA") {
+		t.Error("namesPlace")
+	}
+}
