@@ -33,6 +33,10 @@ func TestEvaluate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	town, err := LoadCatalogFile("testdata/outside/municipio_catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		file                     string
 		catalog                  *Catalog
@@ -68,8 +72,9 @@ func TestEvaluate(t *testing.T) {
 		{"testdata/untuned/outside_ipn_mixed.jsonl", nil, 0.92, 0.90, 0.92, 0.02},
 		{"testdata/untuned/outside_ipn_short.jsonl", nil, 0.95, 0.95, 0.93, 0.02},
 		{"testdata/untuned/outside_sse.jsonl", sse, 0.80, 0.72, 0.78, 0.04},
+		{"testdata/untuned/outside_municipio.jsonl", town, 0.82, 0.78, 0.83, 0.05},
 	}
-	engines := map[*Catalog]*Engine{nil: NewEngine(DefaultCatalog()), campus: NewEngine(campus), sse: NewEngine(sse)}
+	engines := map[*Catalog]*Engine{nil: NewEngine(DefaultCatalog()), campus: NewEngine(campus), sse: NewEngine(sse), town: NewEngine(town)}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
 			r := Evaluate(engines[c.catalog], readExamplesFile(t, c.file))
