@@ -56,6 +56,19 @@ type clauseInfo struct {
 	vague    bool // "no sabe cuál", "no sé qué es": the requester cannot tell
 }
 
+// readingWeight is what a clause counts for in reading falla vs servicio: its weight, halved when
+// it quotes or relays someone else, and a little less in the subject line.
+func (c clauseInfo) readingWeight() float64 {
+	w := c.weight
+	if c.role == roleQuoted || c.role == roleReported {
+		w *= 0.5
+	}
+	if c.subject {
+		w *= 0.8
+	}
+	return w
+}
+
 // Word classes of the built-in Spanish knowledge, on folded words. A trailing '*' matches a prefix.
 var (
 	negators = wordSet(`no ni nunca tampoco sin nadie ninguno ninguna`)

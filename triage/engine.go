@@ -712,13 +712,7 @@ func (e *Engine) readClauses(s *scratch) {
 		verify = verify || c.verify && c.role != roleQuoted
 		vague = vague || c.vague
 		reported = reported || c.report
-		w := c.weight
-		if c.role == roleQuoted || c.role == roleReported {
-			w *= 0.5
-		}
-		if c.subject {
-			w *= 0.8
-		}
+		w := c.readingWeight()
 		if f := w * c.falla; f > 0 {
 			s.bfalla += f
 			if f > bf {

@@ -143,13 +143,7 @@ func (e *Engine) learnedVerdict(s *scratch) float64 {
 	}
 	total := 0.0
 	for _, c := range s.clauses {
-		w := c.weight
-		if c.role == roleQuoted || c.role == roleReported {
-			w *= 0.5
-		}
-		if c.subject {
-			w *= 0.8
-		}
+		w := c.readingWeight()
 		if w <= 0 {
 			continue
 		}

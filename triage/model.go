@@ -72,14 +72,7 @@ var nbStop = func() map[string]bool {
 // isNumber reports whether w is a number that names no service: a time, a date, a year, an
 // extension or a folio ("10:00" gives "10" and "00"). Three digits are kept: HTTP status codes
 // ("error 500", "403") do name a kind of fault.
-func isNumber(w string) bool {
-	for i := 0; i < len(w); i++ {
-		if w[i] < '0' || w[i] > '9' {
-			return false
-		}
-	}
-	return len(w) != 3
-}
+func isNumber(w string) bool { return isDigits(w) && len(w) != 3 }
 
 // nbPost is the learned weight of a feature for one candidate.
 type nbPost struct {
